@@ -1,0 +1,151 @@
+/**
+ * SessionConfig: the effective configuration of session persistence, after the
+ * YAML file, the `MAGICTUNNEL_*` environment and the defaults have been merged
+ * (env over file over default), with the origin of every value kept so that
+ * errors and `mtsession config show` can say where a value came from.
+ *
+ * The YAML contract lives under `auth.session_persistence` (see
+ * `config.yaml.template`); providers live under `auth.oauth.providers.<name>`.
+ * Loading is in `internal/ConfigLoader.ts`; this module holds the typed shape,
+ * the error and the service key.
+ */
+import { Context, Data } from "effect"
+import type * as Redacted from "effect/Redacted"
+import type * as Option from "effect/Option"
+
+/** Storage backends a user can ask for. */
+export const backends = [
+  "auto",
+  "keychain",
+  "credential_manager",
+  "secret_service",
+  "filesystem",
+  "memory"
+] as const
+export type StorageBackendSetting = typeof backends[number]
+
+/** Where the encrypted file store gets its data key. */
+export const keySources = ["auto", "env", "keyring", "file"] as const
+export type KeySourceSetting = typeof keySources[number]
+
+/** Where one effective value came from. `file` carries the path and line. */
+export type ValueSource =
+  | { readonly _tag: "default" }
+  | { readonly _tag: "file"; readonly path: string; readonly line: number }
+  | { readonly _tag: "env"; readonly name: string }
+
+/** `auth.session_persistence`, decoded and camel-cased. */
+export interface Settings {
+  readonly enabled: boolean
+  readonly userContext: {
+    readonly enabled: boolean
+    /** As configured (before `~` expansion); `UserContext` resolves it. */
+    readonly sessionDirectory: string
+    readonly hostnameIsolation: boolean
+  }
+  readonly tokenStorage: {
+    readonly enabled: boolean
+    readonly storageBackend: StorageBackendSetting
+    readonly encryptionEnabled: boolean
+    /** Octal mode for session files, e.g. 0o600. */
+    readonly filePermissions: number
+    readonly maxTokensPerProvider: number
+    readonly tokenCleanupIntervalHours: number
+    readonly encryptionKeySource: KeySourceSetting
+    /** As configured (before `~` expansion). */
+    readonly encryptionKeyFile: string
+    readonly keyringTimeoutSeconds: number
+  }
+  readonly sessionRecovery: {
+    readonly enabled: boolean
+    readonly autoRecoveryOnStartup: boolean
+    readonly validationIntervalMinutes: number
+    readonly maxRecoveryAttempts: number
+    readonly tokenValidationTimeoutSeconds: number
+    readonly gracefulDegradation: boolean
+    readonly retryFailedProviders: boolean
+  }
+  readonly tokenRefresh: {
+    readonly enabled: boolean
+    readonly refreshThresholdMinutes: number
+    readonly backgroundRefreshEnabled: boolean
+    readonly maxRetryAttempts: number
+    readonly retryDelayBaseSeconds: number
+    readonly concurrentRefreshLimit: number
+    readonly refreshQueueSize: number
+    readonly enableRefreshTokenRotation: boolean
+    readonly refreshTimeoutSeconds: number
+    readonly backgroundCheckIntervalMinutes: number
+    readonly maxRetryAgeHours: number
+  }
+}
+
+/** One OAuth provider under `auth.oauth.providers.<name>`. */
+export interface ProviderSettings {
+  readonly name: string
+  readonly issuer: Option.Option<string>
+  readonly authorizationEndpoint: Option.Option<string>
+  readonly tokenEndpoint: Option.Option<string>
+  readonly deviceAuthorizationEndpoint: Option.Option<string>
+  readonly revocationEndpoint: Option.Option<string>
+  readonly introspectionEndpoint: Option.Option<string>
+  readonly userinfoEndpoint: Option.Option<string>
+  readonly clientId: string
+  /** Read from the env variable named by `client_secret_env`; never from YAML. */
+  readonly clientSecret: Option.Option<Redacted.Redacted<string>>
+  readonly scopes: ReadonlyArray<string>
+  readonly resource: Option.Option<string>
+  readonly redirectPort: number
+}
+
+/** The loaded configuration: typed values plus provenance. */
+export interface Loaded {
+  readonly settings: Settings
+  readonly providers: ReadonlyMap<string, ProviderSettings>
+  /** Path of the YAML file that was read, if any. */
+  readonly path: Option.Option<string>
+  /** Dotted key (e.g. `token_storage.storage_backend`) to where its value came from. */
+  readonly sources: ReadonlyMap<string, ValueSource>
+  /** The effective `auth.session_persistence` tree, snake_case as in YAML, secrets redacted. */
+  readonly effective: Readonly<Record<string, unknown>>
+  /**
+   * The file store's data key from `MAGICTUNNEL_TOKEN_ENCRYPTION_KEY` (base64 of 32 bytes),
+   * validated by the loader; never read from YAML.
+   */
+  readonly encryptionKey: Option.Option<Redacted.Redacted<Uint8Array>>
+  /** Warnings that do not stop start-up (e.g. deprecated keys). */
+  readonly warnings: ReadonlyArray<string>
+}
+
+/** Bad configuration: names the key, where the value came from and what was expected. */
+export class ConfigError extends Data.TaggedError("ConfigError")<{
+  readonly problems: ReadonlyArray<ConfigProblem>
+}> {
+  override get message(): string {
+    return this.problems.map(formatProblem).join("\n")
+  }
+}
+
+/** One problem with one key. */
+export interface ConfigProblem {
+  /** Dotted key, e.g. `auth.session_persistence.token_storage.storage_backend`. */
+  readonly key: string
+  /** `file:line`, `env:NAME`, `--config` ... */
+  readonly source: string
+  readonly expected: string
+  /** A short, secret-free rendering of the offending value, when safe to show. */
+  readonly actual?: string
+}
+
+/** Renders one problem as a single line. */
+export const formatProblem = (p: ConfigProblem): string =>
+  `${p.key} (${p.source}): expected ${p.expected}${p.actual === undefined ? "" : `, got ${p.actual}`}`
+
+/** Renders a value source the way `config show` prints it. */
+export const formatSource = (s: ValueSource): string =>
+  s._tag === "default" ? "default" : s._tag === "env" ? `env:${s.name}` : "file"
+
+/** The effective configuration of this process. */
+export class SessionConfig extends Context.Service<SessionConfig, Loaded>()(
+  "magictunnel-session/SessionConfig"
+) {}

@@ -1,0 +1,70 @@
+/**
+ * Crash-safe file replacement: after any crash, the target is either the old
+ * content or the new content, never a torn mix.
+ *
+ * The data goes to a temp file in the same directory (same filesystem, so the
+ * rename is atomic), created exclusively with the final mode, fsynced, renamed
+ * over the target, and then the directory is fsynced so the rename itself is
+ * durable. Temp files are named `.<name>.tmp-<random>` so a sweeper can find
+ * and remove the leftovers of a killed writer.
+ */
+import * as Crypto from "node:crypto"
+import { Effect, FileSystem, Path } from "effect"
+import type { PlatformError } from "effect/PlatformError"
+
+/** The prefix/infix of temp files, for sweeping leftovers after a crash. */
+export const tempInfix = ".tmp-"
+
+/** True when a platform error means the path does not exist. */
+export const isNotFound = (e: PlatformError): boolean => e.reason._tag === "NotFound"
+
+/** Writes `data` to `target` atomically and durably with exactly `mode` (umask ignored). */
+export const write = Effect.fnUntraced(function*(
+  target: string,
+  data: Uint8Array,
+  mode: number
+): Effect.fn.Return<void, PlatformError, FileSystem.FileSystem | Path.Path> {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const dir = path.dirname(target)
+  const tmp = path.join(dir, `.${path.basename(target)}${tempInfix}${Crypto.randomBytes(6).toString("hex")}`)
+  yield* Effect.scoped(Effect.gen(function*() {
+    const file = yield* fs.open(tmp, { flag: "wx", mode })
+    yield* file.writeAll(data)
+    yield* file.sync
+  })).pipe(
+    // open's mode is filtered by the umask; set it exactly before the file becomes visible.
+    Effect.andThen(fs.chmod(tmp, mode)),
+    Effect.andThen(fs.rename(tmp, target)),
+    Effect.onError(() => fs.remove(tmp).pipe(Effect.ignore))
+  )
+  yield* syncDirectory(dir)
+})
+
+/** fsyncs a directory so that renames and unlinks in it survive a power loss. */
+export const syncDirectory = Effect.fnUntraced(function*(dir: string) {
+  const fs = yield* FileSystem.FileSystem
+  // Windows cannot open a directory for fsync; there the rename is as durable as it gets.
+  if (process.platform === "win32") return
+  yield* Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (d) => d.sync))
+})
+
+/** Removes temp files older than `olderThanMs` left in `dir` by killed writers. */
+export const sweepTemps = Effect.fnUntraced(function*(dir: string, nowMs: number, olderThanMs: number) {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const names = yield* fs.readDirectory(dir).pipe(Effect.orElseSucceed(() => [] as ReadonlyArray<string>))
+  let removed = 0
+  for (const name of names) {
+    if (!name.startsWith(".") || !name.includes(tempInfix)) continue
+    const full = path.join(dir, name)
+    const info = yield* fs.stat(full).pipe(Effect.option)
+    if (info._tag === "None") continue
+    const mtime = info.value.mtime._tag === "Some" ? info.value.mtime.value.getTime() : 0
+    if (nowMs - mtime >= olderThanMs) {
+      yield* fs.remove(full).pipe(Effect.ignore)
+      removed++
+    }
+  }
+  return removed
+})
