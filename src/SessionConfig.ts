@@ -9,9 +9,13 @@
  * Loading is in `internal/ConfigLoader.ts`; this module holds the typed shape,
  * the error and the service key.
  */
-import { Context, Data } from "effect"
+import * as Os from "node:os"
+import { Context, Data, Effect, Layer } from "effect"
+import type * as FileSystem from "effect/FileSystem"
+import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
-import type * as Option from "effect/Option"
+import * as ConfigKeys from "./internal/ConfigKeys.js"
+import * as ConfigLoader from "./internal/ConfigLoader.js"
 
 /** Storage backends a user can ask for. */
 export const backends = [
@@ -149,3 +153,101 @@ export const formatSource = (s: ValueSource): string =>
 export class SessionConfig extends Context.Service<SessionConfig, Loaded>()(
   "magictunnel-session/SessionConfig"
 ) {}
+
+/** What {@link load} reads: the `--config` value, an environment, the working and home directories. */
+export type LoadOptions = ConfigLoader.Options
+
+/**
+ * Loads the configuration: the file from `configPath`, else
+ * `MAGICTUNNEL_CONFIG_PATH`, else the first of {@link searchPath} that exists;
+ * then `env` over the file over the defaults. Fails with every problem found.
+ */
+export const load: (options: LoadOptions) => Effect.Effect<Loaded, ConfigError, FileSystem.FileSystem> =
+  ConfigLoader.load
+
+/** The files tried, in order, when no path is given. */
+export const searchPath: (options: Omit<LoadOptions, "configPath">) => ReadonlyArray<string> = ConfigLoader.searchPath
+
+/** One documented key: dotted name under `auth.session_persistence`, env variable, default and accepted values. */
+export interface KeyDescription {
+  readonly key: string
+  readonly env: string
+  /** As the YAML file would hold it. */
+  readonly default: string | number | boolean
+  readonly accepts: string
+}
+
+/** Every key of `auth.session_persistence`, in documentation order. */
+export const describeKeys = (): ReadonlyArray<KeyDescription> =>
+  ConfigKeys.allLeaves().map((leaf) => ({
+    key: leaf.key,
+    env: leaf.env,
+    default: leaf.render(leaf.default),
+    accepts: leaf.accepts()
+  }))
+
+/** The environment variable that carries the file store's data key (base64 of 32 bytes). */
+export const encryptionKeyEnv = ConfigKeys.encryptionKeyEnv
+
+/** The environment variable that names the configuration file. */
+export const configPathEnv = ConfigKeys.configPathEnv
+
+/** The configuration with nothing configured: every default, no file, no provider. */
+export const defaults = (): Loaded => fromSettings(ConfigKeys.defaultSettings())
+
+const fromSettings = (settings: Settings, extra?: Partial<Omit<Loaded, "settings" | "effective">>): Loaded => ({
+  settings,
+  providers: new Map(),
+  path: Option.none(),
+  sources: new Map(ConfigKeys.allLeaves().map((leaf) => [leaf.key, { _tag: "default" } as const])),
+  effective: ConfigKeys.effectiveOf(settings),
+  encryptionKey: Option.none(),
+  warnings: [],
+  ...extra
+})
+
+/**
+ * The process configuration: reads `process.env` (the one place in this
+ * package that does), the working directory and the home directory.
+ */
+export const layer = (options?: {
+  readonly configPath?: string | undefined
+}): Layer.Layer<SessionConfig, ConfigError, FileSystem.FileSystem> =>
+  Layer.effect(
+    SessionConfig,
+    Effect.suspend(() =>
+      ConfigLoader.load({ configPath: options?.configPath, env: process.env, cwd: process.cwd(), home: Os.homedir() })
+    )
+  )
+
+/** The configuration for an explicit environment (tests, embedders with their own settings source). */
+export const layerFromEnv = (options: {
+  readonly configPath?: string | undefined
+  readonly env: Readonly<Record<string, string | undefined>>
+  readonly cwd?: string | undefined
+  readonly home?: string | undefined
+}): Layer.Layer<SessionConfig, ConfigError, FileSystem.FileSystem> =>
+  Layer.effect(
+    SessionConfig,
+    Effect.suspend(() =>
+      ConfigLoader.load({
+        configPath: options.configPath,
+        env: options.env,
+        cwd: options.cwd ?? process.cwd(),
+        home: options.home ?? Os.homedir()
+      })
+    )
+  )
+
+/** Every default, nothing read (tests). */
+export const layerDefaults: Layer.Layer<SessionConfig> = Layer.sync(SessionConfig, defaults)
+
+/**
+ * The defaults with `overrides` applied (tests, e.g. a temporary
+ * `session_directory`); `extra` supplies providers or an encryption key.
+ */
+export const layerWith = (
+  overrides: (settings: Settings) => Settings,
+  extra?: Partial<Pick<Loaded, "providers" | "encryptionKey" | "warnings">>
+): Layer.Layer<SessionConfig> =>
+  Layer.sync(SessionConfig, () => fromSettings(overrides(ConfigKeys.defaultSettings()), extra))
