@@ -1,0 +1,339 @@
+/**
+ * The encrypted file token store: one file per session under the user
+ * context's storage directory, sealed with the data key (`EncryptionKey`) in
+ * the AES-256-GCM envelope, written atomically with mode 0600.
+ *
+ * A record file is named after a hash of its session id
+ * (`MetadataIndex.fileKeyOf`), and the envelope's AAD binds it to that name
+ * and to the namespace: a file copied over another session's, or into another
+ * user's directory, does not open. Binding the file key (rather than the raw
+ * id) lets `list` open a record found without its index entry and rebuild the
+ * entry from it.
+ *
+ * Damage stays local: a record that does not open or decode is moved aside as
+ * `<name>.corrupt-<epoch ms>` (never deleted), its index entry is marked
+ * `corrupted`, and every other session is untouched. With
+ * `token_storage.encryption_enabled: false` records are plaintext JSON (still
+ * 0600); the store then says `insecure` and its health says why.
+ */
+import * as Crypto from "node:crypto"
+import { Clock, Duration, Effect, FileSystem, Layer, Option, Path, Result, Schema } from "effect"
+import type { PlatformError } from "effect/PlatformError"
+import * as EncryptionKey from "../EncryptionKey.js"
+import * as AtomicFile from "../internal/AtomicFile.js"
+import * as Envelope from "../internal/Envelope.js"
+import * as MetadataIndex from "../internal/MetadataIndex.js"
+import * as RecordCodec from "../internal/RecordCodec.js"
+import { SessionConfig } from "../SessionConfig.js"
+import * as TokenStore from "../TokenStore.js"
+import { UserContext } from "../UserContext.js"
+
+/** The suffix of record files. */
+export const recordSuffix = ".session"
+/** What a quarantined record is renamed to: `<name>.corrupt-<epoch ms>`. */
+export const quarantineInfix = ".corrupt-"
+/** Temp files of killed writers older than this are removed when a store opens. */
+export const staleTempAge = Duration.seconds(60)
+/** The health probe gives up after this long. */
+export const healthTimeout = Duration.seconds(5)
+
+const backend = "filesystem" as const
+const EntryJson = Schema.toCodecJson(MetadataIndex.IndexEntry)
+const utf8 = new TextEncoder()
+
+const reasonOf = (e: PlatformError): TokenStore.Reason =>
+  e.reason._tag === "PermissionDenied"
+    ? { _tag: "AccessDenied", detail: e.message }
+    : { _tag: "Io", detail: e.message }
+
+/** The provider part of a session id (`provider` or `provider~hash`). */
+const providerOf = (id: string) => id.split("~")[0] ?? id
+
+/** Builds the store on `codec`. */
+const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
+  const config = yield* SessionConfig
+  const user = yield* UserContext
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const dir = user.storageDirectory
+  const mode = config.settings.tokenStorage.filePermissions
+  const services = <A, E>(e: Effect.Effect<A, E, FileSystem.FileSystem | Path.Path>) =>
+    e.pipe(Effect.provideService(FileSystem.FileSystem, fs), Effect.provideService(Path.Path, path))
+  const fail = (operation: TokenStore.TokenStoreError["operation"], sessionId?: string) => (e: PlatformError) =>
+    new TokenStore.TokenStoreError({ backend, operation, sessionId, reason: reasonOf(e) })
+
+  const index = yield* services(MetadataIndex.make(dir, mode)).pipe(Effect.mapError(fail("open")))
+  const now = yield* Clock.currentTimeMillis
+  for (const d of [dir, index.directory]) {
+    yield* services(AtomicFile.sweepTemps(d, now, Duration.toMillis(staleTempAge)))
+  }
+
+  const fileOf = (fileKey: string) => path.join(dir, fileKey + recordSuffix)
+  const readBytes = (file: string) =>
+    fs.readFile(file).pipe(
+      Effect.map(Option.some),
+      Effect.catchTag("PlatformError", (e) => AtomicFile.isNotFound(e) ? Effect.succeedNone : Effect.fail(e))
+    )
+  const readRecord = (fileKey: string, data: Uint8Array) =>
+    Effect.flatMap(codec.open(fileKey, data), (plain) => RecordCodec.decode(fileKey, plain))
+
+  /** Moves a damaged record aside (if it is still the bytes we judged) and marks its index entry. */
+  const quarantine = (id: string, fileKey: string, data: Uint8Array, problem: RecordCodec.Problem) =>
+    Effect.gen(function*() {
+      const file = fileOf(fileKey)
+      if (!problem.quarantine) return undefined
+      const again = yield* readBytes(file).pipe(Effect.mapError(fail("get", id)))
+      if (Option.isNone(again) || Buffer.compare(again.value, data) !== 0) {
+        return yield* new TokenStore.TokenStoreError({
+          backend,
+          operation: "get",
+          sessionId: id,
+          reason: { _tag: "Conflict", detail: "the record changed while it was read; try again" }
+        })
+      }
+      const target = `${file}${quarantineInfix}${yield* Clock.currentTimeMillis}`
+      yield* fs.rename(file, target).pipe(Effect.mapError(fail("get", id)))
+      yield* index.markCorrupted(id, { provider: providerOf(id), backend }, problem.detail, target).pipe(
+        Effect.catch((e) => Effect.logWarning(`could not mark session ${id} corrupted in the index: ${e.message}`))
+      )
+      return target
+    })
+
+  const corrupted = (id: string, fileKey: string, data: Uint8Array) => (problem: RecordCodec.Problem) =>
+    Effect.flatMap(quarantine(id, fileKey, data, problem), (quarantinedAs) =>
+      Effect.fail(
+        new TokenStore.TokenStoreError({
+          backend,
+          operation: "get",
+          sessionId: id,
+          reason: { _tag: "Corrupted", detail: problem.detail, quarantinedAs }
+        })
+      ))
+
+  const get = Effect.fn("TokenStore.filesystem.get")(function*(id: string) {
+    const fileKey = MetadataIndex.fileKeyOf(id)
+    const data = yield* readBytes(fileOf(fileKey)).pipe(Effect.mapError(fail("get", id)))
+    if (Option.isNone(data)) {
+      // A session set aside earlier (by `list` or another process) stays Corrupted until it is put or removed.
+      const entry = yield* index.get(id).pipe(Effect.orElseSucceed(() => Option.none<MetadataIndex.IndexEntry>()))
+      const reason: TokenStore.Reason = Option.isSome(entry) && entry.value.state === "corrupted"
+        ? { _tag: "Corrupted", detail: entry.value.lastError ?? "set aside earlier", quarantinedAs: entry.value.quarantinedAs }
+        : { _tag: "NotFound" }
+      return yield* new TokenStore.TokenStoreError({ backend, operation: "get", sessionId: id, reason })
+    }
+    return yield* readRecord(fileKey, data.value).pipe(Effect.catch(corrupted(id, fileKey, data.value)))
+  })
+
+  const put = Effect.fn("TokenStore.filesystem.put")(function*(record: TokenStore.SessionRecord) {
+    const fileKey = MetadataIndex.fileKeyOf(record.id)
+    const data = yield* codec.seal(fileKey, yield* RecordCodec.encode(record))
+    // Record first, then its index entry: a crash in between leaves a record that `list` indexes.
+    yield* services(AtomicFile.write(fileOf(fileKey), data, mode)).pipe(Effect.mapError(fail("put", record.id)))
+    yield* index.put(MetadataIndex.entryOf(TokenStore.metadataOf(record, backend))).pipe(
+      Effect.mapError(fail("put", record.id))
+    )
+  })
+
+  const remove = Effect.fn("TokenStore.filesystem.remove")(function*(id: string) {
+    yield* fs.remove(fileOf(MetadataIndex.fileKeyOf(id))).pipe(
+      Effect.catchTag("PlatformError", (e) => AtomicFile.isNotFound(e) ? Effect.void : Effect.fail(e)),
+      Effect.andThen(index.remove(id)),
+      Effect.mapError(fail("remove", id))
+    )
+  })
+
+  const sameEntry = (a: MetadataIndex.IndexEntry, b: MetadataIndex.IndexEntry) =>
+    JSON.stringify(Schema.encodeSync(EntryJson)(a)) === JSON.stringify(Schema.encodeSync(EntryJson)(b))
+  const repair = (what: string, e: Effect.Effect<void, PlatformError>) =>
+    e.pipe(Effect.catch((err) => Effect.logWarning(`index repair (${what}) failed: ${err.message}`)))
+
+  const list = Effect.fn("TokenStore.filesystem.list")(function*() {
+    const names = yield* fs.readDirectory(dir).pipe(Effect.mapError(fail("list")))
+    const fileKeys = new Set(
+      names.filter((n) => n.endsWith(recordSuffix) && !n.startsWith(".")).map((n) => n.slice(0, -recordSuffix.length))
+    )
+    const listing = yield* index.list.pipe(Effect.mapError(fail("list")))
+    const entries = new Map(listing.entries.map((e) => [MetadataIndex.fileKeyOf(e.id), e]))
+    const out: Array<TokenStore.SessionMetadata> = []
+
+    // Every record is opened: the record decides, and a damaged one is reported (and set aside) here too.
+    yield* Effect.forEach(fileKeys, (fileKey) =>
+      Effect.gen(function*() {
+        const data = yield* readBytes(fileOf(fileKey)).pipe(Effect.mapError(fail("list")))
+        if (Option.isNone(data)) return // removed meanwhile
+        const entry = entries.get(fileKey)
+        const opened = yield* Effect.result(readRecord(fileKey, data.value))
+        if (Result.isSuccess(opened)) {
+          const fresh = MetadataIndex.entryOf(TokenStore.metadataOf(opened.success, backend))
+          if (entry === undefined || !sameEntry(entry, fresh)) {
+            yield* repair(opened.success.id, Effect.gen(function*() {
+              // A concurrent put may have indexed a newer generation since the listing.
+              const now = yield* index.get(opened.success.id)
+              if (Option.isSome(now) && now.value.state !== "corrupted" && now.value.generation > fresh.generation) return
+              yield* index.put(fresh)
+            }))
+          }
+          out.push(TokenStore.metadataOf(opened.success, backend))
+          return
+        }
+        if (entry === undefined) {
+          // Neither the record nor an index entry names the session: it cannot be listed by id.
+          yield* Effect.logWarning(`record file ${fileOf(fileKey)} does not open and has no index entry: ${opened.failure.detail}`)
+          return
+        }
+        yield* quarantine(entry.id, fileKey, data.value, opened.failure).pipe(Effect.ignore)
+        out.push({ ...MetadataIndex.metadataOfEntry(entry), state: "corrupted", lastError: Option.some(opened.failure.detail) })
+      }), { concurrency: 16, discard: true })
+
+    for (const [fileKey, entry] of entries) {
+      if (fileKeys.has(fileKey)) continue
+      // A corrupted session stays listed after its record was moved aside; any other orphan entry goes,
+      // unless a put created its record after the directory was read.
+      if (entry.state === "corrupted") out.push(MetadataIndex.metadataOfEntry(entry))
+      else if (!(yield* fs.exists(fileOf(fileKey)).pipe(Effect.orElseSucceed(() => true)))) {
+        yield* repair(entry.id, index.remove(entry.id))
+      }
+    }
+    for (const fileKey of listing.damaged) {
+      if (fileKeys.has(fileKey)) continue // rewritten from its record above
+      yield* repair(`damaged index file ${fileKey}`, fs.remove(path.join(index.directory, `${fileKey}.json`)))
+    }
+    return out
+  })
+
+  const health = Effect.gen(function*() {
+    const start = yield* Clock.currentTimeMillis
+    const probe = path.join(dir, `.health-probe${AtomicFile.tempInfix}${Crypto.randomBytes(6).toString("hex")}`)
+    const payload = utf8.encode(`probe ${start}`)
+    const outcome = yield* Effect.gen(function*() {
+      const sealed = yield* codec.seal("health-probe", payload)
+      yield* services(AtomicFile.write(probe, sealed, mode))
+      const back = yield* fs.readFile(probe)
+      const opened = yield* Effect.result(codec.open("health-probe", back))
+      return Result.isSuccess(opened) && Buffer.compare(opened.success, payload) === 0
+        ? Result.succeed(undefined)
+        : Result.fail("the probe record did not read back")
+    }).pipe(
+      Effect.ensuring(fs.remove(probe).pipe(Effect.ignore)),
+      Effect.timeoutOption(healthTimeout),
+      Effect.map(Option.getOrElse(() => Result.fail(`no answer within ${Duration.toMillis(healthTimeout)} ms`))),
+      Effect.catch((e) => Effect.succeed(Result.fail(e.message)))
+    )
+    const latencyMs = (yield* Clock.currentTimeMillis) - start
+    return {
+      backend,
+      available: Result.isSuccess(outcome),
+      detail: Result.isSuccess(outcome)
+        ? `files in ${dir}, ${codec.describe}`
+        : `files in ${dir} are not usable: ${outcome.failure}`,
+      latencyMs
+    } satisfies TokenStore.Health
+  })
+
+  return TokenStore.TokenStore.of({
+    backend,
+    durability: "persistent",
+    insecure: codec.insecure,
+    get,
+    put,
+    remove,
+    list: list(),
+    health
+  })
+})
+
+/** The store as configured: sealed with `EncryptionKey`, or plaintext when `encryption_enabled` is false. */
+export const make = Effect.gen(function*() {
+  const config = yield* SessionConfig
+  if (!config.settings.tokenStorage.encryptionEnabled) return yield* makeWith(RecordCodec.plaintext)
+  const key = yield* EncryptionKey.EncryptionKey
+  const user = yield* UserContext
+  return yield* makeWith(RecordCodec.sealed(key, user.namespace))
+})
+
+/** A plaintext store (marked `insecure`), whatever the configuration says. */
+export const makePlaintext = makeWith(RecordCodec.plaintext)
+
+/** The file store; needs the `EncryptionKey` service (used only when encryption is enabled). */
+export const layer = Layer.effect(TokenStore.TokenStore, make)
+
+/** The file store with its data key from the configured source; builds no key when encryption is off. */
+export const layerConfig = Layer.unwrap(Effect.map(SessionConfig, (config) =>
+  config.settings.tokenStorage.encryptionEnabled
+    ? layer.pipe(Layer.provide(EncryptionKey.layer))
+    : Layer.effect(TokenStore.TokenStore, makePlaintext)))
+
+/** What a re-encryption did. */
+export interface Reencrypted {
+  readonly keyId: Envelope.KeyId
+  readonly rewritten: number
+  readonly alreadyCurrent: number
+  /** Records that did not open (left for `get` to set aside). */
+  readonly unreadable: number
+}
+
+/**
+ * Re-seals every record not sealed with the current key, one atomic replace
+ * per file. Old keys stay in the keyset meanwhile, so a crash at any point
+ * leaves every record readable.
+ */
+export const reencryptAll = Effect.fn("TokenStore.filesystem.reencryptAll")(function*() {
+  const key = yield* EncryptionKey.EncryptionKey
+  const user = yield* UserContext
+  const config = yield* SessionConfig
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const dir = user.storageDirectory
+  const codec = RecordCodec.sealed(key, user.namespace)
+  const keyset = yield* key.keyset
+  const fail = (e: PlatformError) => new TokenStore.TokenStoreError({ backend, operation: "put", reason: reasonOf(e) })
+  const names = (yield* fs.readDirectory(dir).pipe(Effect.mapError(fail)))
+    .filter((n) => n.endsWith(recordSuffix) && !n.startsWith("."))
+  let rewritten = 0, alreadyCurrent = 0, unreadable = 0
+  for (const name of names) {
+    const file = path.join(dir, name)
+    const fileKey = name.slice(0, -recordSuffix.length)
+    const data = yield* fs.readFile(file).pipe(Effect.option)
+    if (Option.isNone(data)) continue
+    if (Envelope.keyIdOfSealed(data.value) === keyset.current.id) {
+      alreadyCurrent++
+      continue
+    }
+    const plain = yield* Effect.option(codec.open(fileKey, data.value))
+    if (Option.isNone(plain)) {
+      unreadable++
+      continue
+    }
+    const sealed = yield* codec.seal(fileKey, plain.value)
+    // Skip a record replaced since it was read: the writer sealed it with a key of the keyset.
+    const again = yield* fs.readFile(file).pipe(Effect.option)
+    if (Option.isNone(again) || Buffer.compare(again.value, data.value) !== 0) continue
+    yield* AtomicFile.write(file, sealed, config.settings.tokenStorage.filePermissions).pipe(Effect.mapError(fail))
+    rewritten++
+  }
+  return { keyId: keyset.current.id, rewritten, alreadyCurrent, unreadable } satisfies Reencrypted
+})
+
+/**
+ * Rotates the data key: adds a new current key, re-seals every record with it,
+ * then retires the old keys no record file still names. Processes that loaded
+ * the keyset before the rotation keep sealing with the old key until they
+ * restart: rotate while no other process writes.
+ */
+export const rotateKey = Effect.fn("TokenStore.filesystem.rotateKey")(function*() {
+  const key = yield* EncryptionKey.EncryptionKey
+  const user = yield* UserContext
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  yield* key.rotate
+  const result = yield* reencryptAll()
+  const names = yield* fs.readDirectory(user.storageDirectory).pipe(Effect.orElseSucceed(() => [] as ReadonlyArray<string>))
+  const stillUsed = new Set<Envelope.KeyId>()
+  for (const name of names.filter((n) => n.endsWith(recordSuffix) && !n.startsWith("."))) {
+    const data = yield* fs.readFile(path.join(user.storageDirectory, name)).pipe(Effect.option)
+    const id = Option.isSome(data) ? Envelope.keyIdOfSealed(data.value) : undefined
+    if (id !== undefined) stillUsed.add(id)
+  }
+  const keyset = yield* key.retire(stillUsed)
+  return { ...result, keysKept: keyset.all.size }
+})
