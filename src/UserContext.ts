@@ -79,17 +79,14 @@ export interface OsIdentity {
 export const osIdentity = (): OsIdentity => {
   const uid = typeof process.getuid === "function" ? process.getuid() : -1
   let username: string
-  let home: string
   try {
-    const info = Os.userInfo()
-    username = info.username
-    home = info.homedir
+    username = Os.userInfo().username
   } catch {
     // Containers often run as a uid without a passwd entry: userInfo() throws there.
     username = `uid-${uid}`
-    home = Os.homedir()
   }
-  return { username, uid, home, hostname: Os.hostname() }
+  // os.homedir() honours $HOME (as gh, git and npm do); userInfo().homedir would ignore it.
+  return { username, uid, home: Os.homedir(), hostname: Os.hostname() }
 }
 
 /** `user@host:uid`, or `user:uid` when hostname isolation is off. */

@@ -1,0 +1,2 @@
+/** The edge compositions, for embedding applications. */
+export * from "./Main.js"

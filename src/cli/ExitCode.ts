@@ -1,0 +1,42 @@
+/**
+ * The CLI's exit codes, a contract scripts rely on:
+ * 0 ok, 2 usage or configuration error, 3 re-authentication needed or no
+ * session, 4 storage unavailable, 1 anything else.
+ */
+import type * as TokenStore from "../TokenStore.js"
+
+export const ok = 0
+export const failure = 1
+export const usage = 2
+export const reauth = 3
+export const storageUnavailable = 4
+
+const tagOf = (e: unknown): string | undefined =>
+  typeof e === "object" && e !== null && "_tag" in e && typeof e._tag === "string" ? e._tag : undefined
+
+/** The exit code for an error that ended a command. */
+export const of = (error: unknown): number => {
+  switch (tagOf(error)) {
+    case "CommandExit":
+      return (error as { readonly code: number }).code
+    case "ConfigError":
+    case "ShowHelp":
+    case "TokenResponseError":
+    case "UsageError":
+      return usage
+    case "ReauthRequired":
+    case "NoSession":
+      return reauth
+    case "TokenStoreError": {
+      const reason = (error as TokenStore.TokenStoreError).reason._tag
+      return reason === "NotFound" || reason === "Corrupted" ? reauth : storageUnavailable
+    }
+    case "UserContextError":
+    case "StoreSelectionError":
+    case "EncryptionKeyError":
+    case "KeyringError":
+      return storageUnavailable
+    default:
+      return failure
+  }
+}

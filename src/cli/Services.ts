@@ -1,0 +1,15 @@
+/**
+ * The services a command needs, built from the global `--config` flag through
+ * the compositions in `layers/`. Commands provide these at their edge.
+ */
+import { Effect, Layer, Option } from "effect"
+import * as Main from "../../layers/Main.js"
+import * as Output from "./Output.js"
+
+const configPath = Effect.map(Output.ConfigPath, Option.getOrUndefined)
+
+/** The loaded configuration. */
+export const config = Layer.unwrap(Effect.map(configPath, (p) => Main.layerConfig({ configPath: p })))
+
+/** Configuration, user context, the selected backend and its token store. */
+export const store = Layer.unwrap(Effect.map(configPath, (p) => Main.layer({ configPath: p })))

@@ -1,0 +1,67 @@
+/**
+ * `mtsession`: the command line of magictunnel-session. The only place that
+ * runs an Effect: it parses argv, runs the command, prints a failure as one
+ * secret-free sentence on stderr (JSON with `--json`), and sets the exit code
+ * scripts rely on (see ExitCode.ts).
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import { Cause, Effect, Exit } from "effect"
+import { Command } from "effect/cli"
+import { config } from "./commands/config.js"
+import { doctor } from "./commands/doctor.js"
+import { importCommand } from "./commands/import.js"
+import { list } from "./commands/list.js"
+import * as ExitCode from "./ExitCode.js"
+import * as Output from "./Output.js"
+
+/** The package version, stamped by the bundler. */
+declare const __MTSESSION_VERSION__: string
+const version = typeof __MTSESSION_VERSION__ === "string" ? __MTSESSION_VERSION__ : "0.0.0-dev"
+
+export const root = Command.make("mtsession").pipe(
+  Command.withDescription(
+    "OAuth 2.1 session persistence: log in once, stay logged in. Sessions are kept in the OS keyring or an encrypted file store."
+  ),
+  Command.withSubcommands([list, importCommand, doctor, config]),
+  Command.withGlobalFlags([Output.ConfigPath, Output.Json])
+)
+
+const argv = process.argv.slice(2)
+const jsonErrors = argv.includes("--json")
+
+const messageOf = (error: unknown): string =>
+  error instanceof Error ? error.message : typeof error === "string" ? error : "unexpected failure"
+
+const report = (cause: Cause.Cause<unknown>): Effect.Effect<number> =>
+  Effect.sync(() => {
+    if (Cause.hasInterruptsOnly(cause)) return 130
+    const failure = cause.reasons.find((r) => r._tag === "Fail")
+    if (failure?._tag !== "Fail") {
+      const die = cause.reasons.find((r) => r._tag === "Die")
+      const defect = die?._tag === "Die" ? die.defect : undefined
+      process.stderr.write(`mtsession: internal error: ${messageOf(defect)}\n`)
+      return ExitCode.failure
+    }
+    const error = failure.error
+    const code = ExitCode.of(error)
+    // The parser has already printed the usage problem with the help text;
+    // CommandExit without detail means the command printed its own report.
+    const silent = (typeof error === "object" && error !== null && "_tag" in error && error._tag === "ShowHelp") ||
+      messageOf(error) === ""
+    if (!silent) {
+      const message = messageOf(error)
+      process.stderr.write(jsonErrors ? JSON.stringify({ error: { code, message } }) + "\n" : `mtsession: ${message}\n`)
+    }
+    return code
+  })
+
+Command.runWith(root, { version })(argv).pipe(
+  Effect.exit,
+  Effect.flatMap((exit) => Exit.isSuccess(exit) ? Effect.succeed(ExitCode.ok) : report(exit.cause)),
+  Effect.provide(NodeServices.layer),
+  NodeRuntime.runMain({
+    disableErrorReporting: true,
+    teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) && typeof exit.value === "number" ? exit.value : ExitCode.failure)
+  })
+)

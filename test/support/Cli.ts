@@ -1,0 +1,79 @@
+/**
+ * Runs the bundled `mtsession` (dist/mtsession.mjs, built by `npm test` before
+ * vitest) as a real process, the way scripts call it.
+ */
+import { spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+export const cliPath = Path.resolve(import.meta.dirname, "../../dist/mtsession.mjs")
+
+export interface CliResult {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs the CLI with exactly `env` (plus PATH), optional stdin, and a time bound. */
+export const runCli = (
+  args: ReadonlyArray<string>,
+  options: { readonly env: Record<string, string>; readonly stdin?: string; readonly cwd?: string; readonly timeoutMs?: number }
+): Promise<CliResult> =>
+  new Promise((resolve, reject) => {
+    if (!Fs.existsSync(cliPath)) {
+      reject(new Error(`${cliPath} is missing: run \`npm run build\` (npm test does it first)`))
+      return
+    }
+    const child = spawn(process.execPath, [cliPath, ...args], {
+      cwd: options.cwd ?? options.env["HOME"] ?? Os.tmpdir(),
+      env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", ...options.env },
+      stdio: ["pipe", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (d) => (stdout += d))
+    child.stderr.on("data", (d) => (stderr += d))
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 30_000)
+    child.on("error", reject)
+    child.on("close", (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+    if (options.stdin !== undefined) child.stdin.end(options.stdin)
+    else child.stdin.end()
+  })
+
+/** A private HOME with a config file naming one provider, removed by the caller. */
+export const makeHome = (configYaml?: string): { home: string; config: string } => {
+  const home = Fs.mkdtempSync(Path.join(Os.tmpdir(), "mtsession-home-"))
+  const config = Path.join(home, "config.yaml")
+  Fs.writeFileSync(config, configYaml ?? defaultConfig)
+  return { home, config }
+}
+
+export const defaultConfig = `auth:
+  oauth:
+    providers:
+      demo:
+        issuer: "http://127.0.0.1:9"
+        client_id: "demo-client"
+        scopes: ["openid", "offline_access"]
+      other:
+        issuer: "http://127.0.0.1:9/other"
+        client_id: "other-client"
+  session_persistence:
+    token_storage:
+      storage_backend: filesystem
+`
+
+/** A token response with recognizable secret values. */
+export const tokenResponse = (tag: string, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({
+    access_token: `at-${tag}-SECRETVALUE`,
+    token_type: "Bearer",
+    expires_in: 3600,
+    refresh_token: `rt-${tag}-SECRETVALUE`,
+    scope: "openid offline_access",
+    ...extra
+  })
