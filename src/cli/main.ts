@@ -6,7 +6,7 @@
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Cause, Effect, Exit } from "effect"
+import { Cause, Effect, Exit, Logger } from "effect"
 import { Command } from "effect/cli"
 import { config } from "./commands/config.js"
 import { doctor } from "./commands/doctor.js"
@@ -26,6 +26,15 @@ export const root = Command.make("mtsession").pipe(
   Command.withSubcommands([list, importCommand, doctor, config]),
   Command.withGlobalFlags([Output.ConfigPath, Output.Json])
 )
+
+/**
+ * Logs go to stderr as one plain line each, so stdout stays the command's
+ * output (a JSON document with `--json`).
+ */
+const stderrLogger = Logger.make<unknown, void>(({ logLevel, message }) => {
+  const text = (Array.isArray(message) ? message : [message]).map((m) => typeof m === "string" ? m : String(m)).join(" ")
+  process.stderr.write(`mtsession: ${logLevel === "Info" ? "" : `${logLevel.toLowerCase()}: `}${text}\n`)
+})
 
 const argv = process.argv.slice(2)
 const jsonErrors = argv.includes("--json")
@@ -59,6 +68,7 @@ const report = (cause: Cause.Cause<unknown>): Effect.Effect<number> =>
 Command.runWith(root, { version })(argv).pipe(
   Effect.exit,
   Effect.flatMap((exit) => Exit.isSuccess(exit) ? Effect.succeed(ExitCode.ok) : report(exit.cause)),
+  Effect.provide(Logger.layer([stderrLogger])),
   Effect.provide(NodeServices.layer),
   NodeRuntime.runMain({
     disableErrorReporting: true,
