@@ -2,7 +2,8 @@
  * The services a command needs, built from the global `--config` flag through
  * the compositions in `layers/`. Commands provide these at their edge.
  */
-import { Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
+import { SessionConfig } from "../SessionConfig.js"
 import * as Main from "../../layers/Main.js"
 import * as Output from "./Output.js"
 
@@ -11,5 +12,12 @@ const configPath = Effect.map(Output.ConfigPath, Option.getOrUndefined)
 /** The loaded configuration. */
 export const config = Layer.unwrap(Effect.map(configPath, (p) => Main.layerConfig({ configPath: p })))
 
-/** Configuration, user context, the selected backend and its token store. */
-export const store = Layer.unwrap(Effect.map(configPath, (p) => Main.layer({ configPath: p })))
+/**
+ * Configuration, user context, the selected backend and its token store.
+ * Configuration warnings (plaintext storage, a misspelt variable) are said on
+ * stderr before any storage is touched.
+ */
+export const store = Layer.unwrap(Effect.map(configPath, (p) =>
+  Main.layer({ configPath: p }).pipe(
+    Layer.tap((services) => Effect.forEach(Context.get(services, SessionConfig).warnings, (w) => Effect.logWarning(w)))
+  )))

@@ -33,7 +33,8 @@ export const root = Command.make("mtsession").pipe(
  */
 const stderrLogger = Logger.make<unknown, void>(({ logLevel, message }) => {
   const text = (Array.isArray(message) ? message : [message]).map((m) => typeof m === "string" ? m : String(m)).join(" ")
-  process.stderr.write(`mtsession: ${logLevel === "Info" ? "" : `${logLevel.toLowerCase()}: `}${text}\n`)
+  const level = logLevel === "Info" ? "" : logLevel === "Warn" ? "warning: " : `${logLevel.toLowerCase()}: `
+  process.stderr.write(`mtsession: ${level}${text}\n`)
 })
 
 const argv = process.argv.slice(2)
