@@ -316,15 +316,19 @@ export const reencryptAll = Effect.fn("TokenStore.filesystem.reencryptAll")(func
 
 /**
  * Rotates the data key: adds a new current key, re-seals every record with it,
- * then retires the old keys no record file still names. Processes that loaded
- * the keyset before the rotation keep sealing with the old key until they
- * restart: rotate while no other process writes.
+ * then retires the old keys that no record file still names, except the key
+ * just replaced: processes that loaded the keyset before the rotation may
+ * still seal with it until they reload, so it is kept until the next rotation.
  */
 export const rotateKey = Effect.fn("TokenStore.filesystem.rotateKey")(function*() {
   const key = yield* EncryptionKey.EncryptionKey
   const user = yield* UserContext
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
+  // The key being replaced stays in the keyset until the next rotation: a process
+  // that loaded the keyset earlier may still seal one record with it, and that
+  // record must stay readable. The next rotation re-seals it before retiring.
+  const previous = (yield* key.keyset).current.id
   yield* key.rotate
   const result = yield* reencryptAll()
   const names = yield* fs.readDirectory(user.storageDirectory).pipe(Effect.orElseSucceed(() => [] as ReadonlyArray<string>))
@@ -334,6 +338,7 @@ export const rotateKey = Effect.fn("TokenStore.filesystem.rotateKey")(function*(
     const id = Option.isSome(data) ? Envelope.keyIdOfSealed(data.value) : undefined
     if (id !== undefined) stillUsed.add(id)
   }
+  stillUsed.add(previous)
   const keyset = yield* key.retire(stillUsed)
   return { ...result, keysKept: keyset.all.size }
 })

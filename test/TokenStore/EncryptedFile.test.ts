@@ -240,19 +240,32 @@ describe("EncryptedFile", () => {
 
       const result = yield* EncryptedFile.rotateKey().pipe(Effect.provide(rotationLayer({ home, source: "file" })))
       assert.strictEqual(result.rewritten, 3)
-      assert.strictEqual(result.keysKept, 1)
+      assert.strictEqual(result.keysKept, 2, "the replaced key stays until the next rotation")
       const after = keyIds()
       assert.deepStrictEqual(after, [result.keyId, result.keyId, result.keyId])
       assert.notStrictEqual(result.keyId, before[0])
       const keyFile = JSON.parse(Fs.readFileSync(NodePathModule.join(home, ".magictunnel", "encryption.key"), "utf8")) as {
         keys: Array<unknown>
       }
-      assert.strictEqual(keyFile.keys.length, 1, "the old key was retired")
+      assert.strictEqual(keyFile.keys.length, 2)
 
       const next = yield* openStore({ home, source: "file" })
       for (const n of [1, 2, 3]) assert.strictEqual(secretOf(yield* next.store.get(`provider-${n}`)), `RT-secret-${n}`)
       // The store opened before the rotation still reads (it reloads the keyset on an unknown key id).
       assert.strictEqual(secretOf(yield* store.get("provider-1")), "RT-secret-1")
+      // A process that loaded the keyset before the rotation may still seal with the old key: readable.
+      yield* store.put(sampleRecord(4))
+      assert.strictEqual(secretOf(yield* next.store.get("provider-4")), "RT-secret-4")
+
+      // The next rotation re-seals that record too, then retires the first key.
+      const second = yield* EncryptedFile.rotateKey().pipe(Effect.provide(rotationLayer({ home, source: "file" })))
+      assert.strictEqual(second.keysKept, 2)
+      const ids = [1, 2, 3, 4].map((n) => Envelope.keyIdOfSealed(Fs.readFileSync(fileOf(dir, `provider-${n}`))))
+      assert.deepStrictEqual(ids, [second.keyId, second.keyId, second.keyId, second.keyId])
+      const finalKeys = JSON.parse(Fs.readFileSync(NodePathModule.join(home, ".magictunnel", "encryption.key"), "utf8")) as {
+        keys: Array<{ id: string }>
+      }
+      assert.notInclude(finalKeys.keys.map((k) => k.id), before[0], "the first key is retired")
     }).pipe(Effect.scoped))
 
   it.live("a rotation interrupted before re-encryption leaves every record readable", () =>
