@@ -12,6 +12,7 @@ import { config } from "./commands/config.js"
 import { doctor } from "./commands/doctor.js"
 import { importCommand } from "./commands/import.js"
 import { list } from "./commands/list.js"
+import * as RefreshLock from "../RefreshLock.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Output from "./Output.js"
 
@@ -36,6 +37,12 @@ const stderrLogger = Logger.make<unknown, void>(({ logLevel, message }) => {
   const level = logLevel === "Info" ? "" : logLevel === "Warn" ? "warning: " : `${logLevel.toLowerCase()}: `
   process.stderr.write(`mtsession: ${level}${text}\n`)
 })
+
+// node:sqlite (the refresh lock) announces itself as experimental on Node 22;
+// that line would reach every user's terminal, so it alone is hidden.
+const emitWarning = process.emitWarning.bind(process)
+process.emitWarning = ((warning: string | Error, ...rest: Array<unknown>) =>
+  RefreshLock.isSqliteExperimentalWarning(warning, rest[0]) ? undefined : emitWarning(warning, ...(rest as []))) as typeof process.emitWarning
 
 const argv = process.argv.slice(2)
 const jsonErrors = argv.includes("--json")

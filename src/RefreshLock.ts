@@ -1,0 +1,339 @@
+/**
+ * RefreshLock: one refresh per grant at a time, across fibers and processes.
+ *
+ * Two processes that refresh the same refresh token at once make the server
+ * see a reused token, and it revokes the whole grant (RFC 9700 §4.14.2). So a
+ * refresh runs inside `withLock(sessionId, ...)`: fibers of this process queue
+ * on a per-key semaphore (no polling), and the fiber at the front then takes
+ * the cross-process lock of its backend with non-blocking attempts spaced by
+ * {@link retrySchedule}, until {@link defaultWaitTimeout} (or the caller's) runs
+ * out. The lock is released whenever the effect ends: success, failure or
+ * interruption.
+ *
+ * The file backend ({@link layerFile}) is a SQLite write transaction on
+ * `<storageDirectory>/locks/<fileKeyOf(key)>.lock`: the kernel drops its fcntl
+ * lock when the holder dies, so a crash never leaves a lock behind. The memory
+ * backend ({@link layerMemory}) serializes one process only. A shared backend
+ * for several machines (Redis) plugs in through {@link make} later. The model,
+ * what happens when a holder dies, and the NFS caveat: docs/locking.md.
+ */
+import * as Crypto from "node:crypto"
+import * as Os from "node:os"
+import {
+  Clock,
+  Context,
+  Data,
+  DateTime,
+  Duration,
+  Effect,
+  FileSystem,
+  Layer,
+  Option,
+  Path,
+  RcMap,
+  Ref,
+  Schedule,
+  Scope,
+  Semaphore
+} from "effect"
+import type { PlatformError } from "effect/PlatformError"
+import { fileKeyOf } from "./internal/MetadataIndex.js"
+import * as SqliteLock from "./internal/SqliteLock.js"
+import { UserContext } from "./UserContext.js"
+
+/** Who holds, or last held, a lock. */
+export interface Holder {
+  readonly pid: number
+  readonly hostname: string
+  /** Random per acquisition. */
+  readonly token: string
+  readonly acquiredAt: DateTime.Utc
+  /** None while the lock is held. */
+  readonly releasedAt: Option.Option<DateTime.Utc>
+}
+
+/** What `inspect` can tell about one lock. */
+export interface LockInfo {
+  readonly key: string
+  /** Someone holds it right now (any process, for the file backend). */
+  readonly held: boolean
+  /**
+   * Memory backend: the current or last holder. File backend: the last holder
+   * that released it; a current holder's row is uncommitted, so not visible.
+   */
+  readonly lastHolder: Option.Option<Holder>
+  /** The lock file, for backends that have one. */
+  readonly location: Option.Option<string>
+}
+
+/** Options of one `withLock` call. */
+export interface WithLockOptions {
+  /** How long to wait for the lock before failing with `Timeout`; {@link defaultWaitTimeout} by default. */
+  readonly waitTimeout?: Duration.Input | undefined
+}
+
+/** The lock service. */
+export interface Shape {
+  readonly backend: "file" | "memory"
+  /**
+   * Runs `effect` while holding the lock named `key`, and always releases it.
+   * The span `RefreshLock.withLock` carries `lock.key`, `lock.wait_ms` and
+   * `lock.outcome` (`acquired`, `timeout`, `unavailable`).
+   */
+  readonly withLock: <A, E, R>(
+    key: string,
+    effect: Effect.Effect<A, E, R>,
+    options?: WithLockOptions
+  ) => Effect.Effect<A, E | RefreshLockError, R>
+  /** Whether the lock is held and who held it last; takes no lock itself for longer than an instant. */
+  readonly inspect: (key: string) => Effect.Effect<LockInfo, RefreshLockError>
+}
+
+/** Why a lock could not be taken. */
+export type Reason =
+  | { readonly _tag: "Timeout"; readonly waitedMs: number }
+  | { readonly _tag: "Unavailable"; readonly detail: string }
+
+/** Whether trying again may take the lock: a timeout may, a broken lock directory will not. */
+export const isRetryable = (reason: Reason): boolean => reason._tag === "Timeout"
+
+/** A lock that could not be taken. The key is a session id, not a secret. */
+export class RefreshLockError extends Data.TaggedError("RefreshLockError")<{
+  readonly key: string
+  readonly reason: Reason
+}> {
+  get retryable(): boolean {
+    return isRetryable(this.reason)
+  }
+  override get message(): string {
+    const r = this.reason
+    return r._tag === "Timeout"
+      ? `lock ${this.key}: still held by another process or fiber after waiting ${r.waitedMs} ms`
+      : `lock ${this.key}: unavailable: ${r.detail}`
+  }
+}
+
+/**
+ * How long `withLock` waits by default: longer than one refresh by the holder
+ * (`token_refresh.refresh_timeout_seconds`, 30 s by default) plus persisting it.
+ */
+export const defaultWaitTimeout: Duration.Duration = Duration.seconds(40)
+
+/**
+ * The spacing of non-blocking attempts on a busy cross-process lock: about
+ * 5 ms, growing by half each time up to 100 ms, jittered (x0.8 to x1.2) so
+ * waiting processes do not retry in step. `withLock` bounds it by the wait timeout.
+ */
+export const retrySchedule: Schedule.Schedule<Duration.Duration> = Schedule.min([
+  Schedule.exponential("5 millis", 1.5),
+  Schedule.spaced("100 millis")
+]).pipe(Schedule.jittered)
+
+/**
+ * How the file backend retries committing the owner row on release while a
+ * contender's attempt briefly reads the file: a few tries 1 ms apart, then the
+ * row is given up (the lock is released by closing either way).
+ */
+export const commitRetrySchedule: Schedule.Schedule<number> = Schedule.spaced("1 millis").pipe(
+  Schedule.upTo({ times: 10 })
+)
+
+/** The refresh lock of this process's user context. */
+export class RefreshLock extends Context.Service<RefreshLock, Shape>()("magictunnel-session/RefreshLock") {}
+
+/** The cross-process half of a lock, behind the in-process queue: what a Redis lock will implement. */
+export interface Backend {
+  readonly name: Shape["backend"]
+  /** One non-blocking attempt: the release effect (which never fails), or None when someone else holds it. */
+  readonly tryAcquire: (
+    key: string,
+    owner: Omit<Holder, "releasedAt">
+  ) => Effect.Effect<Option.Option<Effect.Effect<void>>, RefreshLockError>
+  readonly inspect: (key: string) => Effect.Effect<LockInfo, RefreshLockError>
+}
+
+class Busy extends Data.TaggedError("RefreshLockBusy")<{}> {}
+
+/** Builds the service over a backend; the per-key in-process queues live as long as the scope. */
+export const make = Effect.fnUntraced(function*(backend: Backend) {
+  // One permit per key; an entry is dropped when its last user leaves, so keys never accumulate.
+  const queues = yield* RcMap.make({ lookup: (_key: string) => Semaphore.make(1) })
+
+  const acquire = Effect.fnUntraced(function*(key: string, waitTimeout: Duration.Duration, start: number) {
+    const waited = Effect.map(Clock.currentTimeMillis, (now) => now - start)
+    const timeout = Effect.flatMap(waited, (waitedMs) =>
+      Effect.fail(new RefreshLockError({ key, reason: { _tag: "Timeout", waitedMs } })))
+    const queue = yield* RcMap.get(queues, key)
+    const permit = yield* Effect.timeoutOption(queue.takeScoped(1), waitTimeout)
+    if (Option.isNone(permit)) return yield* timeout
+    const remainingMs = Math.max(0, Duration.toMillis(waitTimeout) - (yield* waited))
+    const owner = {
+      pid: process.pid,
+      hostname: Os.hostname(),
+      token: Crypto.randomUUID(),
+      acquiredAt: yield* DateTime.now
+    }
+    // acquireRelease makes taking the lock and registering its release one uninterruptible step.
+    yield* Effect.acquireRelease(
+      Effect.flatMap(backend.tryAcquire(key, owner), (release) =>
+        Option.isSome(release) ? Effect.succeed(release.value) : Effect.fail(new Busy())),
+      (release) => release
+    ).pipe(
+      Effect.retry({
+        schedule: retrySchedule.pipe(Schedule.upTo({ duration: Duration.millis(remainingMs) })),
+        while: (e) => e._tag === "RefreshLockBusy"
+      }),
+      Effect.catchTag("RefreshLockBusy", () => timeout)
+    )
+    return yield* waited
+  })
+
+  const withLock = Effect.fn("RefreshLock.withLock")(function*<A, E, R>(
+    key: string,
+    effect: Effect.Effect<A, E, R>,
+    options?: WithLockOptions
+  ) {
+    const waitTimeout = Duration.fromInputUnsafe(options?.waitTimeout ?? defaultWaitTimeout)
+    const start = yield* Clock.currentTimeMillis
+    yield* Effect.annotateCurrentSpan({ "lock.key": key, "lock.backend": backend.name })
+    // The caller's effect keeps its own Scope (if it needs one): only the lock lives in ours.
+    return yield* Effect.scopedWith((scope) =>
+      acquire(key, waitTimeout, start).pipe(
+        Scope.provide(scope),
+        Effect.tapError((e) =>
+          Effect.annotateCurrentSpan(
+            e.reason._tag === "Timeout"
+              ? { "lock.outcome": "timeout", "lock.wait_ms": e.reason.waitedMs }
+              : { "lock.outcome": "unavailable" }
+          )
+        ),
+        Effect.tap((waitedMs) => Effect.annotateCurrentSpan({ "lock.outcome": "acquired", "lock.wait_ms": waitedMs })),
+        Effect.andThen(effect)
+      )
+    )
+  })
+
+  return RefreshLock.of({
+    backend: backend.name,
+    withLock,
+    inspect: Effect.fn("RefreshLock.inspect")(function*(key: string) {
+      return yield* backend.inspect(key)
+    })
+  })
+})
+
+/** The name of the lock directory under the storage directory. */
+export const lockDirectoryName = "locks"
+
+/** The lock file of `key` under a storage directory. */
+export const lockFileOf = (path: Pick<Path.Path, "join">, storageDirectory: string, key: string): string =>
+  path.join(storageDirectory, lockDirectoryName, `${fileKeyOf(key)}.lock`)
+
+/**
+ * Locks across processes of one machine with one SQLite database per key
+ * under `<storageDirectory>/locks` (0700; files 0600). `node:sqlite` is loaded
+ * on first use, so processes that never lock never print its warning.
+ */
+export const layerFile: Layer.Layer<RefreshLock, never, UserContext | FileSystem.FileSystem | Path.Path> = Layer.effect(
+  RefreshLock,
+  Effect.gen(function*() {
+    const user = yield* UserContext
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const directory = path.join(user.storageDirectory, lockDirectoryName)
+    const sqlite = yield* Effect.cached(SqliteLock.load)
+    const unavailable = (key: string) => (e: SqliteLock.Failure | PlatformError) =>
+      new RefreshLockError({
+        key,
+        reason: { _tag: "Unavailable", detail: e._tag === "SqliteLockFailure" ? e.detail : e.message }
+      })
+
+    const ensureDirectory = Effect.gen(function*() {
+      if (yield* fs.exists(directory)) return
+      yield* fs.makeDirectory(directory, { recursive: true, mode: 0o700 })
+      // mkdir's mode is filtered by the umask.
+      yield* fs.chmod(directory, 0o700)
+    }).pipe(
+      Effect.mapError((e) => new SqliteLock.Failure({ detail: `cannot create lock directory ${directory}: ${e.message}` }))
+    )
+
+    return yield* make({
+      name: "file",
+      tryAcquire: (key, owner) =>
+        Effect.gen(function*() {
+          yield* ensureDirectory
+          const held = yield* SqliteLock.tryAcquire(yield* sqlite, lockFileOf(path, user.storageDirectory, key), owner)
+          // The owner row is diagnostics: a commit that stays busy is given up, and closing unlocks regardless.
+          const release = DateTime.now.pipe(
+            Effect.flatMap((at) =>
+              Effect.retry(held.commit(at), {
+                schedule: commitRetrySchedule,
+                while: (e) => e._tag === "SqliteLockBusy"
+              })
+            ),
+            Effect.ignore,
+            Effect.ensuring(held.close)
+          )
+          return Option.some(release)
+        }).pipe(
+          Effect.catchTag("SqliteLockBusy", () => Effect.succeedNone),
+          Effect.mapError(unavailable(key))
+        ),
+      inspect: (key) =>
+        Effect.gen(function*() {
+          const file = lockFileOf(path, user.storageDirectory, key)
+          const location = Option.some(file)
+          // Probing a missing file would create it: a lock never taken is simply free.
+          if (!(yield* fs.exists(file))) return { key, held: false, lastHolder: Option.none(), location }
+          const probe = yield* SqliteLock.probe(yield* sqlite, file)
+          return { key, held: probe.held, lastHolder: probe.lastOwner, location }
+        }).pipe(Effect.mapError(unavailable(key)))
+    })
+  })
+)
+
+/** Serializes the fibers of this process only: for the memory store and tests. */
+export const layerMemory: Layer.Layer<RefreshLock> = Layer.effect(
+  RefreshLock,
+  Effect.gen(function*() {
+    const holders = yield* Ref.make(new Map<string, Holder>())
+    const record = (key: string, holder: Holder) => Ref.update(holders, (m) => new Map(m).set(key, holder))
+    return yield* make({
+      name: "memory",
+      // The in-process queue already excludes every other holder: the attempt only records the owner.
+      tryAcquire: (key, owner) =>
+        Effect.as(
+          record(key, { ...owner, releasedAt: Option.none() }),
+          Option.some(Effect.flatMap(DateTime.now, (at) => record(key, { ...owner, releasedAt: Option.some(at) })))
+        ),
+      inspect: (key) =>
+        Effect.map(Ref.get(holders), (m) => {
+          const last = Option.fromUndefinedOr(m.get(key))
+          return {
+            key,
+            held: Option.match(last, { onNone: () => false, onSome: (h) => Option.isNone(h.releasedAt) }),
+            lastHolder: last,
+            location: Option.none()
+          }
+        })
+    })
+  })
+)
+
+/**
+ * True for the ExperimentalWarning Node prints when `node:sqlite` loads, so the
+ * CLI can hide exactly that one, e.g. by wrapping `process.emitWarning`:
+ * `(w, ...rest) => isSqliteExperimentalWarning(w, rest[0]) ? undefined : original(w, ...rest)`.
+ * Accepts both shapes: `emitWarning(message, type)` and the `warning` event's Error.
+ */
+export const isSqliteExperimentalWarning = (warning: string | Error, typeOrOptions?: unknown): boolean => {
+  const type = typeof warning !== "string"
+    ? warning.name
+    : typeof typeOrOptions === "string"
+    ? typeOrOptions
+    : typeof typeOrOptions === "object" && typeOrOptions !== null && "type" in typeOrOptions
+    ? typeOrOptions.type
+    : undefined
+  const message = typeof warning === "string" ? warning : warning.message
+  return type === "ExperimentalWarning" && message.startsWith("SQLite is an experimental feature")
+}
