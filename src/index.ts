@@ -4,6 +4,7 @@
  */
 export * as EncryptionKey from "./EncryptionKey.js"
 export * as Keyring from "./Keyring.js"
+export * as OAuthClient from "./OAuthClient.js"
 export * as RefreshLock from "./RefreshLock.js"
 export * as SessionConfig from "./SessionConfig.js"
 export * as SessionState from "./SessionState.js"
