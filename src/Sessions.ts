@@ -15,12 +15,18 @@
  *
  * The contract is at the top of this module; the implementation follows it.
  */
-import { Context, Data } from "effect"
-import type { Duration, Effect, Option } from "effect"
+import { Clock, Context, Data, Duration, Effect, Layer, Option } from "effect"
 import type * as Redacted from "effect/Redacted"
-import type * as OAuthClient from "./OAuthClient.js"
-import type * as RefreshLock from "./RefreshLock.js"
-import type * as TokenStore from "./TokenStore.js"
+import * as Refresher from "./internal/Refresher.js"
+import * as SessionCache from "./internal/SessionCache.js"
+import * as SessionLifecycle from "./internal/SessionLifecycle.js"
+import * as SessionMatch from "./internal/SessionMatch.js"
+import * as SingleFlight from "./internal/SingleFlight.js"
+import * as OAuthClient from "./OAuthClient.js"
+import * as RefreshLock from "./RefreshLock.js"
+import * as SessionConfig from "./SessionConfig.js"
+import * as TokenStore from "./TokenStore.js"
+import * as UserContext from "./UserContext.js"
 
 /** What a caller asks a token for. */
 export interface TokenRequest {
@@ -133,3 +139,201 @@ export interface Shape {
 
 /** The sessions of this process's user context. */
 export class Sessions extends Context.Service<Sessions, Shape>()("magictunnel-session/Sessions") {}
+
+// -----------------------------------------------------------------------------
+// Implementation
+// -----------------------------------------------------------------------------
+
+/** What `getAccessToken` guarantees by default: the token stays valid at least this long. */
+export const defaultMinTtl: Duration.Duration = Duration.seconds(60)
+
+/** How long a browser sign-in waits for the redirect when the caller gives no timeout. */
+export const defaultLoginTimeout: Duration.Duration = Duration.minutes(5)
+
+/** Retries of a transiently failed refresh; see `internal/Refresher.ts`. */
+export const retrySchedule = Refresher.retrySchedule
+
+/** Retries of storing a refreshed record before failing closed with `PersistFailed`. */
+export const persistRetrySchedule = Refresher.persistRetrySchedule
+
+const defaultMinTtlMs = Duration.toMillis(defaultMinTtl)
+
+/** The provider part of a session id (`provider` or `provider~hash`). */
+const providerOfId = (id: string) => id.split("~")[0] ?? id
+
+/** Builds the service; refreshes run in the layer's scope, so an interrupted caller never strands one. */
+export const make = Effect.gen(function*() {
+  const store = yield* TokenStore.TokenStore
+  const lock = yield* RefreshLock.RefreshLock
+  const oauth = yield* OAuthClient.OAuthClient
+  const config = yield* SessionConfig.SessionConfig
+  const user = yield* UserContext.UserContext
+  const scope = yield* Effect.scope
+  const cache = SessionCache.make()
+  const refresher = Refresher.make({ store, lock, oauth, config, namespace: user.namespace, cache, scope })
+  const requests = SingleFlight.make<Redacted.Redacted<string>, ReauthRequired | SessionsError>(scope)
+  const thresholdMs = config.settings.tokenRefresh.refreshThresholdMinutes * 60_000
+
+  const fingerprintOf = (id: string) => TokenStore.fingerprint(user.namespace, id)
+  const annotate = (provider: string, id?: string) =>
+    Effect.annotateCurrentSpan(
+      id === undefined
+        ? { "session.provider": provider }
+        : { "session.provider": provider, "session.fingerprint": fingerprintOf(id) }
+    )
+  const failWith = (operation: SessionsError["operation"], provider: string) => (reason: Reason) =>
+    new SessionsError({ operation, provider, reason })
+  const storeFailure = (operation: SessionsError["operation"], provider: string) => (error: TokenStore.TokenStoreError) =>
+    failWith(operation, provider)({ _tag: "Store", error })
+  const publicError = (operation: SessionsError["operation"], provider: string) =>
+  (e: Refresher.RefreshFailed): ReauthRequired | SessionsError =>
+    e.failure._tag === "Reauth"
+      ? new ReauthRequired({ provider, sessionId: Option.some(e.failure.sessionId), detail: e.failure.detail })
+      : failWith(operation, provider)(e.failure)
+  const settingsOf = (operation: SessionsError["operation"], provider: string) => {
+    const settings = config.providers.get(provider)
+    return settings === undefined
+      ? Effect.fail(failWith(operation, provider)({ _tag: "UnknownProvider", provider, known: [...config.providers.keys()] }))
+      : Effect.succeed(settings)
+  }
+
+  const obtain = (settings: SessionConfig.ProviderSettings, request: TokenRequest | undefined, key: string, needMs: number) =>
+    Effect.gen(function*() {
+      const wanted = { provider: settings.name, resource: request?.resource, scopes: request?.scopes }
+      const record = yield* SessionMatch.select(store, wanted, SessionMatch.effectiveResource(settings, wanted.resource))
+        .pipe(
+          Effect.catchTags({
+            NoSession: (e) =>
+              Effect.fail(new ReauthRequired({ provider: settings.name, sessionId: e.sessionId, detail: e.detail })),
+            TokenStoreError: (e) => Effect.fail(storeFailure("getAccessToken", settings.name)(e))
+          })
+        )
+      yield* annotate(settings.name, record.id)
+      cache.alias(key, record.id, settings.name)
+      const now = yield* Clock.currentTimeMillis
+      const current = SessionCache.entryOf(record)
+      if (current !== undefined && current.expiresAtMs - now >= needMs) {
+        cache.update(record)
+        return current.token
+      }
+      const { record: refreshed } = yield* refresher.refresh({
+        id: record.id,
+        provider: settings.name,
+        needMs,
+        force: false,
+        seenGeneration: record.generation
+      }).pipe(Effect.mapError(publicError("getAccessToken", settings.name)))
+      const entry = SessionCache.entryOf(refreshed)
+      if (entry === undefined) {
+        return yield* new ReauthRequired({ provider: settings.name, sessionId: Option.some(record.id), detail: "no access token" })
+      }
+      return entry.token
+    })
+
+  const slowGet = Effect.fn("Sessions.getAccessToken")(function*(
+    provider: string,
+    request: TokenRequest | undefined,
+    key: string,
+    needMs: number
+  ) {
+    yield* annotate(provider)
+    const settings = yield* settingsOf("getAccessToken", provider)
+    // Callers asking the same thing share one selection and one refresh.
+    const { value } = yield* requests.run(`${key}\u0001${needMs}`, obtain(settings, request, key, needMs))
+    return value
+  })
+
+  // Parsing "5 minutes" costs microseconds: remember the few spellings an application uses.
+  const parsedTtls = new Map<string, number>()
+  const millisOf = (input: Duration.Input): number => {
+    if (typeof input === "number") return input
+    if (typeof input !== "string") return Duration.toMillis(Duration.fromInputUnsafe(input))
+    const known = parsedTtls.get(input)
+    if (known !== undefined) return known
+    const ms = Duration.toMillis(Duration.fromInputUnsafe(input))
+    if (parsedTtls.size < 64) parsedTtls.set(input, ms)
+    return ms
+  }
+
+  /** The hot path: a clock read and a map lookup; no store, no span. */
+  const getAccessToken = (provider: string, request?: TokenRequest) =>
+    Effect.clockWith((clock) => {
+      const key = request === undefined ? provider : SessionMatch.requestKeyOf(provider, request.resource, request.scopes)
+      const needMs = request?.minTtl === undefined ? defaultMinTtlMs : millisOf(request.minTtl)
+      const entry = cache.lookup(key)
+      return entry !== undefined && entry.expiresAtMs - clock.currentTimeMillisUnsafe() >= needMs
+        ? Effect.succeed(entry.token)
+        : slowGet(provider, request, key, needMs)
+    })
+
+  const refresh = Effect.fn("Sessions.refresh")(function*(id: string, options?: { readonly force?: boolean | undefined }) {
+    const provider = providerOfId(id)
+    yield* annotate(provider, id)
+    const record = yield* store.get(id).pipe(Effect.mapError(storeFailure("refresh", provider)))
+    const force = options?.force === true
+    const outcome: RefreshOutcome = record.state === "needs_reauth"
+      ? { _tag: "NeedsReauth", reason: record.lastError ?? "the session needs to be signed in again" }
+      : !force && SessionCache.expiresAtMsOf(record) - (yield* Clock.currentTimeMillis) >= thresholdMs
+      ? { _tag: "Fresh" }
+      : yield* refresher.refresh({ id, provider: record.provider, needMs: thresholdMs, force, seenGeneration: record.generation })
+        .pipe(
+          Effect.map((done): RefreshOutcome => done.outcome),
+          Effect.catch((e) => {
+            const failure = e.failure
+            switch (failure._tag) {
+              case "Reauth":
+                return Effect.succeed<RefreshOutcome>({ _tag: "NeedsReauth", reason: failure.detail })
+              case "OAuth":
+                return Effect.succeed<RefreshOutcome>({
+                  _tag: "Failed",
+                  reason: failure.error.message,
+                  retryable: failure.error.retryable
+                })
+              default:
+                return Effect.fail(failWith("refresh", record.provider)(failure))
+            }
+          })
+        )
+    yield* Effect.annotateCurrentSpan("session.outcome", outcome._tag)
+    return outcome
+  })
+
+  const lifecycle = SessionLifecycle.make({
+    store,
+    lock,
+    oauth,
+    config,
+    cache,
+    annotate,
+    loginTimeout: defaultLoginTimeout
+  })
+
+  return Sessions.of({
+    getAccessToken,
+    refresh,
+    login: Effect.fn("Sessions.login")(function*(provider: string, options: LoginOptions) {
+      yield* annotate(provider)
+      const settings = yield* settingsOf("login", provider)
+      return yield* lifecycle.login(settings, options).pipe(Effect.mapError(failWith("login", provider)))
+    }),
+    logout: Effect.fn("Sessions.logout")(function*(
+      provider: string,
+      options: { readonly revoke: boolean; readonly scopes?: ReadonlyArray<string> | undefined; readonly resource?: string | undefined }
+    ) {
+      yield* annotate(provider)
+      const settings = config.providers.get(provider)
+      const results = yield* lifecycle.logout(provider, settings, options).pipe(Effect.mapError(failWith("logout", provider)))
+      if (settings === undefined && results.length === 0) {
+        return yield* failWith("logout", provider)({ _tag: "UnknownProvider", provider, known: [...config.providers.keys()] })
+      }
+      return results
+    })
+  })
+})
+
+/** The sessions of this process's user context. */
+export const layer: Layer.Layer<
+  Sessions,
+  never,
+  TokenStore.TokenStore | RefreshLock.RefreshLock | OAuthClient.OAuthClient | SessionConfig.SessionConfig | UserContext.UserContext
+> = Layer.effect(Sessions, make)

@@ -1,0 +1,286 @@
+/**
+ * The refresh of one grant, as Sessions runs it: single flight in the
+ * process, `RefreshLock` across processes, the record re-read under the
+ * lock (a token another process already obtained is reused and nothing is
+ * sent), the refresh sent with the stored refresh token, and the rotated
+ * record persisted before the cache, and so any caller, sees it.
+ *
+ * Outcomes are classified: `invalid_grant` / `invalid_client` write the
+ * record as `needs_reauth` with its secrets dropped and are never retried;
+ * transient failures are retried with {@link retrySchedule} (the lock is
+ * released between attempts, so another process may succeed meanwhile) and
+ * keep the refresh token; the last failure is noted in `lastError`.
+ *
+ * @see https://www.rfc-editor.org/rfc/rfc9700#section-4.14 (refresh token rotation)
+ */
+import { Clock, Data, DateTime, Duration, Effect, Option, Result, Schedule, type Scope } from "effect"
+import { describe } from "../oauth/OAuthError.js"
+import * as OAuthClient from "../OAuthClient.js"
+import * as RefreshLock from "../RefreshLock.js"
+import type { Loaded, ProviderSettings, Settings } from "../SessionConfig.js"
+import type { Reason, RefreshOutcome } from "../Sessions.js"
+import * as TokenResponse from "../TokenResponse.js"
+import * as TokenStore from "../TokenStore.js"
+import * as SessionCache from "./SessionCache.js"
+import * as SingleFlight from "./SingleFlight.js"
+
+/**
+ * Retries of a refresh that failed transiently: exponential from
+ * `retry_delay_base_seconds`, jittered, at most `max_retry_attempts`
+ * retries, never a delay ending past `max_retry_age_hours` after the first
+ * failure, and never sooner than the server's `Retry-After`. Stops at once on
+ * a failure that is not retryable.
+ *
+ * @see https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3 (Retry-After)
+ */
+export const retrySchedule = (
+  settings: Pick<Settings["tokenRefresh"], "maxRetryAttempts" | "retryDelayBaseSeconds" | "maxRetryAgeHours">
+): Schedule.Schedule<Duration.Duration, OAuthClient.OAuthError> => {
+  const maxAgeMs = settings.maxRetryAgeHours * 3_600_000
+  return Schedule.exponential(Duration.millis(settings.retryDelayBaseSeconds * 1000)).pipe(
+    Schedule.setInputType<OAuthClient.OAuthError>(),
+    Schedule.jittered,
+    // The server's wait is a floor, applied after the jitter so it is never shortened.
+    Schedule.modifyDelay(({ duration, input }) =>
+      Effect.succeed(Option.match(OAuthClient.retryAfterOf(input.reason), {
+        onNone: () => duration,
+        onSome: (asked) => Duration.max(duration, asked)
+      }))
+    ),
+    Schedule.upTo({ times: settings.maxRetryAttempts }),
+    Schedule.while(({ duration, elapsed, input }) => input.retryable && elapsed + Duration.toMillis(duration) <= maxAgeMs)
+  )
+}
+
+/**
+ * Retries of storing a refreshed record: the server has already rotated the
+ * refresh token, so a passing store failure (I/O, a busy keyring) must not
+ * lose the grant. A few quick tries, while the failure is retryable.
+ */
+export const persistRetrySchedule: Schedule.Schedule<Duration.Duration, TokenStore.TokenStoreError> = Schedule
+  .exponential("20 millis")
+  .pipe(
+    Schedule.setInputType<TokenStore.TokenStoreError>(),
+    Schedule.upTo({ times: 3 }),
+    Schedule.while(({ input }) => input.retryable)
+  )
+
+/** Why a refresh produced no token: re-authentication, or one of the Sessions error reasons. */
+export type Failure =
+  | { readonly _tag: "Reauth"; readonly sessionId: string; readonly detail: string }
+  | Reason
+
+/** A refresh that produced no token. */
+export class RefreshFailed extends Data.TaggedError("RefreshFailed")<{
+  readonly provider: string
+  readonly failure: Failure
+}> {}
+
+/** What a refresh left behind: the record as persisted, and what happened. */
+export interface Done {
+  readonly record: TokenStore.SessionRecord
+  readonly outcome: RefreshOutcome
+}
+
+/** What a caller asks of a refresh. */
+export interface Request {
+  readonly id: string
+  readonly provider: string
+  /** The access token must stay valid at least this long afterwards. */
+  readonly needMs: number
+  /** Refresh even when the token is valid for `needMs`. */
+  readonly force: boolean
+  /** The generation the caller last saw: a higher one under the lock means another process refreshed. */
+  readonly seenGeneration: number
+}
+
+/** How a stored grant reaches its server: what the record remembers, completed by the configuration. */
+export const targetOf = (record: TokenStore.SessionRecord, settings: ProviderSettings | undefined): OAuthClient.Target => {
+  const sameClient = settings !== undefined && settings.clientId === record.clientId
+  const configured = <A>(f: (s: ProviderSettings) => Option.Option<A>) =>
+    settings === undefined ? Option.none<A>() : f(settings)
+  return {
+    ...(settings ?? {}),
+    name: record.provider,
+    issuer: Option.orElse(Option.fromUndefinedOr(record.issuer), () => configured((s) => s.issuer)),
+    tokenEndpoint: Option.orElse(Option.fromUndefinedOr(record.tokenEndpoint), () => configured((s) => s.tokenEndpoint)),
+    clientId: record.clientId,
+    // A secret belongs to the configured client: never sent for a grant issued to another one.
+    clientSecret: sameClient ? settings.clientSecret : Option.none()
+  }
+}
+
+/** The record a successful refresh leaves: rotated secrets, new absolute expiry, generation + 1. */
+export const refreshedRecord = (
+  old: TokenStore.SessionRecord,
+  response: TokenResponse.TokenResponse,
+  now: DateTime.Utc
+): TokenStore.SessionRecord =>
+  new TokenStore.SessionRecord({
+    ...old,
+    tokenType: response.token_type,
+    accessToken: response.access_token,
+    // Providers that do not rotate (or omit it on refresh) keep the old refresh token valid.
+    refreshToken: response.refresh_token ?? old.refreshToken,
+    idToken: response.id_token ?? old.idToken,
+    expiresAt: response.expires_in === undefined ? undefined : DateTime.add(now, { seconds: response.expires_in }),
+    scopes: [...TokenResponse.grantedScopes(response, old.scopes)],
+    state: "active",
+    generation: old.generation + 1,
+    updatedAt: now,
+    lastRefreshAt: now,
+    lastError: undefined
+  })
+
+/** The record of a dead grant: metadata kept, secrets dropped, the (secret-free) reason noted. */
+export const needsReauthRecord = (old: TokenStore.SessionRecord, lastError: string, now: DateTime.Utc) =>
+  new TokenStore.SessionRecord({
+    ...old,
+    accessToken: undefined,
+    refreshToken: undefined,
+    idToken: undefined,
+    state: "needs_reauth",
+    updatedAt: now,
+    lastError
+  })
+
+/** The services a refresher works with. */
+export interface Deps {
+  readonly store: TokenStore.Shape
+  readonly lock: RefreshLock.Shape
+  readonly oauth: OAuthClient.Shape
+  readonly config: Loaded
+  readonly namespace: string
+  readonly cache: SessionCache.SessionCache
+  readonly scope: Scope.Scope
+}
+
+type Step = Result.Result<Done, Failure>
+const done = (record: TokenStore.SessionRecord, outcome: RefreshOutcome): Step => Result.succeed({ record, outcome })
+const failed = (failure: Failure): Step => Result.fail(failure)
+
+/** Builds the refresher of one Sessions instance. */
+export const make = (deps: Deps) => {
+  const { cache, config, lock, oauth, store } = deps
+  const settings = config.settings.tokenRefresh
+  const schedule = retrySchedule(settings)
+  const timeout = Duration.millis(settings.refreshTimeoutSeconds * 1000)
+  // Waiters queue behind at most one attempt (bounded by the timeout) and its store write.
+  const waitTimeout = Duration.max(RefreshLock.defaultWaitTimeout, Duration.sum(timeout, Duration.seconds(10)))
+  const flights = SingleFlight.make<Done, RefreshFailed>(deps.scope)
+
+  const persist = (record: TokenStore.SessionRecord) => store.put(record).pipe(Effect.withSpan("Sessions.persist"))
+
+  /** Notes a failure on the record without touching its secrets; a failed write only costs the note. */
+  const noteFailure = (record: TokenStore.SessionRecord, error: OAuthClient.OAuthError) =>
+    Effect.flatMap(DateTime.now, (now) =>
+      persist(new TokenStore.SessionRecord({ ...record, updatedAt: now, lastError: error.message }))).pipe(
+        Effect.catch((e) => Effect.logWarning(`could not note a refresh failure: ${e.message}`))
+      )
+
+  /** One attempt, under the lock: fails only with a retryable OAuth error (everything else is a `Step`). */
+  const attempt = (request: Request): Effect.Effect<Step, OAuthClient.OAuthError | RefreshLock.RefreshLockError> =>
+    Effect.gen(function*() {
+      const read = yield* store.get(request.id).pipe(Effect.result)
+      if (Result.isFailure(read)) {
+        const reason = read.failure.reason._tag
+        return reason === "NotFound" || reason === "Corrupted"
+          ? failed({ _tag: "Reauth", sessionId: request.id, detail: read.failure.message })
+          : failed({ _tag: "Store", error: read.failure })
+      }
+      const record = read.success
+      if (record.state === "needs_reauth") {
+        cache.update(record)
+        return failed({ _tag: "Reauth", sessionId: record.id, detail: record.lastError ?? "the session needs to be signed in again" })
+      }
+      const validMs = SessionCache.expiresAtMsOf(record) - (yield* Clock.currentTimeMillis)
+      const othersDid = record.generation > request.seenGeneration
+      if (validMs >= request.needMs && (!request.force || othersDid)) {
+        cache.update(record)
+        return done(record, othersDid ? { _tag: "Reused", generation: record.generation } : { _tag: "Fresh" })
+      }
+      if (record.refreshToken === undefined) {
+        return failed({
+          _tag: "Reauth",
+          sessionId: record.id,
+          detail: validMs > 0
+            ? "the session has no refresh token and its access token is about to expire"
+            : "the access token expired and the session has no refresh token"
+        })
+      }
+      const response = yield* oauth.refresh({
+        provider: targetOf(record, config.providers.get(record.provider)),
+        refreshToken: record.refreshToken,
+        resource: record.resource,
+        timeout
+      }).pipe(Effect.result)
+      const now = yield* DateTime.now
+      if (Result.isFailure(response)) {
+        const error = response.failure
+        if (OAuthClient.requiresReauth(error.reason)) {
+          const dead = needsReauthRecord(record, error.message, now)
+          yield* persist(dead).pipe(
+            Effect.catch((e) => Effect.logWarning(`could not mark a dead grant as needs_reauth: ${e.message}`))
+          )
+          cache.update(dead)
+          return failed({ _tag: "Reauth", sessionId: record.id, detail: describe(error.reason) })
+        }
+        yield* noteFailure(record, error)
+        return error.retryable ? yield* error : failed({ _tag: "OAuth", error })
+      }
+      const next = refreshedRecord(record, response.success, now)
+      // Persist before exposing: a rotated refresh token that is not stored must not be used.
+      const stored = yield* persist(next).pipe(Effect.retry(persistRetrySchedule), Effect.result)
+      if (Result.isFailure(stored)) return failed({ _tag: "PersistFailed", error: stored.failure })
+      cache.update(next)
+      return done(next, {
+        _tag: "Refreshed",
+        rotated: response.success.refresh_token !== undefined,
+        generation: next.generation
+      })
+    })
+
+  const fingerprintOf = (id: string) => TokenStore.fingerprint(deps.namespace, id)
+
+  /** Attempts with retries; the lock is taken per attempt and released before every wait. */
+  const run = (request: Request): Effect.Effect<Done, RefreshFailed> =>
+    lock.withLock(request.id, attempt(request), { waitTimeout }).pipe(
+      Effect.catchTag("RefreshLockError", (error) => Effect.succeed(failed({ _tag: "Lock", error }))),
+      Effect.retry(schedule),
+      Effect.catchTag("OAuthError", (error) => Effect.succeed(failed({ _tag: "OAuth", error }))),
+      Effect.flatMap((step) =>
+        Result.isSuccess(step)
+          ? Effect.succeed(step.success)
+          : Effect.fail(new RefreshFailed({ provider: request.provider, failure: step.failure }))
+      ),
+      Effect.tap(({ outcome, record }) =>
+        Effect.annotateCurrentSpan({ "session.outcome": outcome._tag, "session.generation": record.generation })
+      ),
+      Effect.tapError((e) => Effect.annotateCurrentSpan("session.outcome", e.failure._tag)),
+      Effect.withSpan("Sessions.refreshGrant", {
+        attributes: { "session.provider": request.provider, "session.fingerprint": fingerprintOf(request.id) }
+      })
+    )
+
+  /** Whether a flight someone else started answers this request too. */
+  const satisfies = (request: Request, result: Done, nowMs: number) =>
+    result.outcome._tag === "Refreshed" ||
+    (!request.force && SessionCache.expiresAtMsOf(result.record) - nowMs >= request.needMs)
+
+  /**
+   * Refreshes (or reuses) the grant of `request.id`, once per id at a time in
+   * this process: concurrent requests join the flight in progress. A joiner
+   * whose needs that flight did not meet (a longer `minTtl`, a forced refresh)
+   * flies once more, and takes what that gives.
+   */
+  const refresh = (request: Request): Effect.Effect<Done, RefreshFailed> =>
+    Effect.flatMap(flights.run(request.id, run(request)), ({ joined, value }) =>
+      !joined
+        ? Effect.succeed(value)
+        : Effect.flatMap(Clock.currentTimeMillis, (nowMs) =>
+          satisfies(request, value, nowMs)
+            ? Effect.succeed(value)
+            : Effect.map(flights.run(request.id, run(request)), (again) => again.value)))
+
+  return { refresh }
+}

@@ -1,0 +1,46 @@
+/**
+ * Single flight: concurrent callers with the same key share one run of an
+ * effect and all get its result (a thousand callers on an expired token
+ * cause one refresh).
+ *
+ * The run is forked into the owner's scope, not the first caller's: a
+ * refresh that reached the server is persisted even if every caller was
+ * interrupted meanwhile (its rotated refresh token must not be lost). A
+ * flight is forgotten as soon as it ends, so a later caller starts afresh.
+ */
+import { Deferred, Effect, MutableHashMap, Option, type Scope } from "effect"
+
+/** A flight's result, and whether this caller joined a flight someone else started. */
+export interface Flown<A> {
+  readonly value: A
+  readonly joined: boolean
+}
+
+/** Builds a single-flight group whose runs live in `scope`. */
+export const make = <A, E>(scope: Scope.Scope) => {
+  const flights = MutableHashMap.empty<string, Deferred.Deferred<A, E>>()
+
+  /** Joins the flight of `key`, or starts one running `effect`; `joined` says which happened. */
+  const run = (key: string, effect: Effect.Effect<A, E>): Effect.Effect<Flown<A>, E> =>
+    Effect.suspend((): Effect.Effect<Flown<A>, E> => {
+      const existing = MutableHashMap.get(flights, key)
+      if (Option.isSome(existing)) return Effect.map(Deferred.await(existing.value), (value) => ({ value, joined: true }))
+      // Checking and registering happen in one synchronous step: no other fiber can start a second flight.
+      const deferred = Deferred.makeUnsafe<A, E>()
+      MutableHashMap.set(flights, key, deferred)
+      const flight = effect.pipe(
+        Effect.onExit((exit) =>
+          Effect.suspend(() => {
+            MutableHashMap.remove(flights, key)
+            return Deferred.done(deferred, exit)
+          })
+        )
+      )
+      return Effect.forkIn(flight, scope).pipe(
+        Effect.andThen(Deferred.await(deferred)),
+        Effect.map((value) => ({ value, joined: false }))
+      )
+    })
+
+  return { run }
+}
