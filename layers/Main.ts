@@ -4,9 +4,14 @@
  * its own composition from the leaf layers in `src/`.
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodePath from "@effect/platform-node/NodePath"
 import { Layer } from "effect"
+import * as OAuthClient from "../src/OAuthClient.js"
+import * as Recovery from "../src/Recovery.js"
+import * as RefreshLock from "../src/RefreshLock.js"
 import * as SessionConfig from "../src/SessionConfig.js"
+import * as Sessions from "../src/Sessions.js"
 import * as UserContext from "../src/UserContext.js"
 import * as StoreFromConfig from "./StoreFromConfig.js"
 
@@ -28,3 +33,23 @@ export const layer = (options: { readonly configPath?: string | undefined; reado
     Layer.provideMerge(layerConfig(options))
   )
 }
+
+/** The OAuth protocol client over Node's HTTP stack (undici). */
+export const oauth = OAuthClient.layer.pipe(Layer.provide(NodeHttpClient.layerUndici))
+
+/**
+ * Storage plus sessions: the refresh lock in the session directory, the OAuth
+ * client, and the `Sessions` service embedders call.
+ */
+export const layerSessions = (options: { readonly configPath?: string | undefined; readonly principal?: string | undefined }) => {
+  const storage = layer(options)
+  return Sessions.layer.pipe(
+    Layer.provideMerge(RefreshLock.layerFile),
+    Layer.provideMerge(oauth),
+    Layer.provideMerge(storage)
+  )
+}
+
+/** Sessions plus the startup recovery service. */
+export const layerRecovery = (options: { readonly configPath?: string | undefined; readonly principal?: string | undefined }) =>
+  Recovery.layer.pipe(Layer.provideMerge(layerSessions(options)))

@@ -3,6 +3,7 @@
  * 0 ok, 2 usage or configuration error, 3 re-authentication needed or no
  * session, 4 storage unavailable, 1 anything else.
  */
+import type * as Sessions from "../Sessions.js"
 import type * as TokenStore from "../TokenStore.js"
 
 export const ok = 0
@@ -27,6 +28,8 @@ export const of = (error: unknown): number => {
     case "ReauthRequired":
     case "NoSession":
       return reauth
+    case "SessionsError":
+      return ofSessions(error as Sessions.SessionsError)
     case "TokenStoreError": {
       const reason = (error as TokenStore.TokenStoreError).reason._tag
       return reason === "NotFound" || reason === "Corrupted" ? reauth : storageUnavailable
@@ -37,6 +40,21 @@ export const of = (error: unknown): number => {
     case "KeyringError":
       return storageUnavailable
     default:
+      return failure
+  }
+}
+
+const ofSessions = (error: Sessions.SessionsError): number => {
+  const reason = error.reason
+  switch (reason._tag) {
+    case "UnknownProvider":
+      return usage
+    case "Store":
+    case "PersistFailed":
+      return of(reason.error)
+    case "Lock":
+      return storageUnavailable
+    case "OAuth":
       return failure
   }
 }

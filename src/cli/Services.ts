@@ -21,3 +21,15 @@ export const store = Layer.unwrap(Effect.map(configPath, (p) =>
   Main.layer({ configPath: p }).pipe(
     Layer.tap((services) => Effect.forEach(Context.get(services, SessionConfig).warnings, (w) => Effect.logWarning(w)))
   )))
+
+/** Storage plus the Sessions service (login, tokens, refresh), with the same warnings. */
+export const sessions = Layer.unwrap(Effect.map(configPath, (p) =>
+  Main.layerSessions({ configPath: p }).pipe(
+    Layer.tap((services) => Effect.forEach(Context.get(services, SessionConfig).warnings, (w) => Effect.logWarning(w)))
+  )))
+
+/** Sessions plus startup recovery (and the OAuth client it validates with). */
+export const recovery = Layer.unwrap(Effect.map(configPath, (p) =>
+  Main.layerRecovery({ configPath: p }).pipe(
+    Layer.tap((services) => Effect.forEach(Context.get(services, SessionConfig).warnings, (w) => Effect.logWarning(w)))
+  )))

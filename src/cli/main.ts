@@ -12,6 +12,11 @@ import { config } from "./commands/config.js"
 import { doctor } from "./commands/doctor.js"
 import { importCommand } from "./commands/import.js"
 import { list } from "./commands/list.js"
+import { login, logout } from "./commands/login.js"
+import { refresh } from "./commands/refresh.js"
+import { run } from "./commands/run.js"
+import { recover, status } from "./commands/status.js"
+import { token } from "./commands/token.js"
 import * as RefreshLock from "../RefreshLock.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Output from "./Output.js"
@@ -24,7 +29,7 @@ export const root = Command.make("mtsession").pipe(
   Command.withDescription(
     "OAuth 2.1 session persistence: log in once, stay logged in. Sessions are kept in the OS keyring or an encrypted file store."
   ),
-  Command.withSubcommands([list, importCommand, doctor, config]),
+  Command.withSubcommands([login, logout, token, refresh, status, recover, run, list, importCommand, doctor, config]),
   Command.withGlobalFlags([Output.ConfigPath, Output.Json])
 )
 
@@ -80,6 +85,15 @@ Command.runWith(root, { version })(argv).pipe(
   Effect.provide(NodeServices.layer),
   NodeRuntime.runMain({
     disableErrorReporting: true,
-    teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) && typeof exit.value === "number" ? exit.value : ExitCode.failure)
+    // `run` is stopped by SIGINT/SIGTERM: that is its clean end (exit 0, as
+    // service managers expect); any other command interrupted exits 130.
+    teardown: (exit, onExit) =>
+      onExit(
+        Exit.isSuccess(exit) && typeof exit.value === "number"
+          ? exit.value
+          : Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
+          ? (argv.find((a) => !a.startsWith("-")) === "run" ? ExitCode.ok : 130)
+          : ExitCode.failure
+      )
   })
 )

@@ -77,3 +77,57 @@ export const tokenResponse = (tag: string, extra: Record<string, unknown> = {}) 
     scope: "openid offline_access",
     ...extra
   })
+
+/** A running CLI process whose stdout lines can be awaited (for `login --json`). */
+export interface LiveCli {
+  /** Resolves with the next stdout line matching `predicate`. */
+  readonly line: (predicate: (line: string) => boolean, timeoutMs?: number) => Promise<string>
+  readonly done: Promise<CliResult>
+  /** Sends a signal to the process. */
+  readonly kill: (signal: NodeJS.Signals) => void
+  /** Everything written to stderr so far. */
+  readonly stderr: () => string
+}
+
+/** Starts the CLI and lets a test react to its output while it runs. */
+export const startCli = (args: ReadonlyArray<string>, options: { readonly env: Record<string, string> }): LiveCli => {
+  const child = spawn(process.execPath, [cliPath, ...args], {
+    cwd: options.env["HOME"] ?? Os.tmpdir(),
+    env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", ...options.env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let stdout = ""
+  let stderr = ""
+  const waiters: Array<{ predicate: (l: string) => boolean; resolve: (l: string) => void }> = []
+  const seen: Array<string> = []
+  let pending = ""
+  child.stdout.on("data", (d) => {
+    stdout += d
+    pending += d
+    const lines = pending.split("\n")
+    pending = lines.pop() ?? ""
+    for (const l of lines) {
+      seen.push(l)
+      for (const w of waiters.splice(0)) {
+        if (w.predicate(l)) w.resolve(l)
+        else waiters.push(w)
+      }
+    }
+  })
+  child.stderr.on("data", (d) => (stderr += d))
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000)
+  const done = new Promise<CliResult>((resolve) =>
+    child.on("close", (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+  )
+  const line = (predicate: (l: string) => boolean, timeoutMs = 20_000) =>
+    new Promise<string>((resolve, reject) => {
+      const found = seen.find(predicate)
+      if (found !== undefined) return resolve(found)
+      const t = setTimeout(() => reject(new Error(`no matching line within ${timeoutMs} ms; stdout: ${stdout}; stderr: ${stderr}`)), timeoutMs)
+      waiters.push({ predicate, resolve: (l) => (clearTimeout(t), resolve(l)) })
+    })
+  return { line, done, kill: (signal) => void child.kill(signal), stderr: () => stderr }
+}
