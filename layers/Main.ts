@@ -9,10 +9,10 @@ import { Layer } from "effect"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import * as OAuthClient from "../src/OAuthClient.js"
 import * as Recovery from "../src/Recovery.js"
-import * as RefreshLock from "../src/RefreshLock.js"
 import * as SessionConfig from "../src/SessionConfig.js"
 import * as Sessions from "../src/Sessions.js"
 import * as UserContext from "../src/UserContext.js"
+import * as Observability from "./Observability.js"
 import * as StoreFromConfig from "./StoreFromConfig.js"
 
 /** Node's file system and path services. */
@@ -28,8 +28,11 @@ export const layerConfig = (options: { readonly configPath?: string | undefined 
  */
 export const layer = (options: { readonly configPath?: string | undefined; readonly principal?: string | undefined }) => {
   const user = options.principal === undefined ? UserContext.layer : UserContext.layerPrincipal(options.principal)
+  // Telemetry and the audit log sit under the store, so its selection and operations are traced and audited.
   return StoreFromConfig.layer.pipe(
+    Layer.provideMerge(Observability.auditLog),
     Layer.provideMerge(user),
+    Layer.provideMerge(Observability.telemetry),
     Layer.provideMerge(layerConfig(options))
   )
 }
@@ -42,13 +45,14 @@ export const layer = (options: { readonly configPath?: string | undefined; reado
 export const oauth = OAuthClient.layer.pipe(Layer.provide(FetchHttpClient.layer))
 
 /**
- * Storage plus sessions: the refresh lock in the session directory, the OAuth
+ * Storage plus sessions: the refresh lock (in the session directory, or in
+ * Redis with the fleet store), the OAuth
  * client, and the `Sessions` service embedders call.
  */
 export const layerSessions = (options: { readonly configPath?: string | undefined; readonly principal?: string | undefined }) => {
   const storage = layer(options)
   return Sessions.layer.pipe(
-    Layer.provideMerge(RefreshLock.layerFile),
+    Layer.provideMerge(StoreFromConfig.lock),
     Layer.provideMerge(oauth),
     Layer.provideMerge(storage)
   )

@@ -22,7 +22,9 @@
  * provider, the session's fingerprint and the outcome; never a token.
  */
 import { Cause, Context, Data, Duration, Effect, Layer, Option, Ref, Schedule } from "effect"
+import * as AuditLog from "./AuditLog.js"
 import * as SessionRecovery from "./internal/SessionRecovery.js"
+import * as Metrics from "./Metrics.js"
 import * as OAuthClient from "./OAuthClient.js"
 import { SessionConfig } from "./SessionConfig.js"
 import * as Sessions from "./Sessions.js"
@@ -128,7 +130,7 @@ export const summarize = (r: RecoveryReport): string =>
 /** Builds the service. */
 export const make = Effect.gen(function*() {
   const config = yield* SessionConfig
-  const store = yield* TokenStore.TokenStore
+  const store = AuditLog.auditStore(Metrics.observeStore(yield* TokenStore.TokenStore))
   const sessions = yield* Sessions.Sessions
   const oauth = yield* OAuthClient.OAuthClient
   const user = yield* UserContext
@@ -184,7 +186,8 @@ export const make = Effect.gen(function*() {
 
   const recoverAll = (mode: SessionRecovery.Mode & { readonly retry: boolean }) =>
     Effect.gen(function*() {
-      const listed = yield* store.list.pipe(Effect.mapError((error) => new RecoveryError({ reason: { _tag: "Store", error } })))
+      const listed = (yield* store.list.pipe(Effect.mapError((error) => new RecoveryError({ reason: { _tag: "Store", error } }))))
+        .filter(TokenStore.isSession)
       const byProvider = new Map<string, Array<TokenStore.SessionMetadata>>()
       for (const m of listed) {
         const group = byProvider.get(m.provider)
@@ -209,6 +212,19 @@ export const make = Effect.gen(function*() {
         { concurrency: providerConcurrency }
       )
       const report = reportOf(perProvider.flat().map(({ detail, id, outcome, provider }) => ({ id, provider, outcome, detail })))
+      yield* Metrics.sessionsListed(listed)
+      yield* Effect.forEach(report.sessions, (s) =>
+        Effect.andThen(
+          Metrics.recovered(s.outcome),
+          AuditLog.record({
+            event: "recovery",
+            provider: s.provider,
+            sessionId: s.id,
+            outcome: s.outcome,
+            reason: Option.getOrUndefined(s.detail),
+            backend: store.backend
+          })
+        ), { discard: true })
       yield* Effect.annotateCurrentSpan({
         "recovery.recovered": report.recovered,
         "recovery.refreshed": report.refreshed,

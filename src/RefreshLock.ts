@@ -39,6 +39,7 @@ import {
 import type { PlatformError } from "effect/PlatformError"
 import { fileKeyOf } from "./internal/MetadataIndex.js"
 import * as SqliteLock from "./internal/SqliteLock.js"
+import * as Metrics from "./Metrics.js"
 import { UserContext } from "./UserContext.js"
 
 /** Who holds, or last held, a lock. */
@@ -74,7 +75,7 @@ export interface WithLockOptions {
 
 /** The lock service. */
 export interface Shape {
-  readonly backend: "file" | "memory"
+  readonly backend: "file" | "memory" | "redis"
   /**
    * Runs `effect` while holding the lock named `key`, and always releases it.
    * The span `RefreshLock.withLock` carries `lock.key`, `lock.wait_ms` and
@@ -200,14 +201,28 @@ export const make = Effect.fnUntraced(function*(backend: Backend) {
     return yield* Effect.scopedWith((scope) =>
       acquire(key, waitTimeout, start).pipe(
         Scope.provide(scope),
+        // The wait is a child of its own, so a trace shows it apart from the work done under the lock.
+        Effect.tap((waitedMs) => Effect.annotateCurrentSpan("lock.wait_ms", waitedMs)),
+        Effect.withSpan("RefreshLock.acquire", { attributes: { "lock.backend": backend.name } }),
         Effect.tapError((e) =>
-          Effect.annotateCurrentSpan(
-            e.reason._tag === "Timeout"
-              ? { "lock.outcome": "timeout", "lock.wait_ms": e.reason.waitedMs }
-              : { "lock.outcome": "unavailable" }
+          Effect.andThen(
+            Effect.annotateCurrentSpan(
+              e.reason._tag === "Timeout"
+                ? { "lock.outcome": "timeout", "lock.wait_ms": e.reason.waitedMs }
+                : { "lock.outcome": "unavailable" }
+            ),
+            Metrics.lockWaited(
+              e.reason._tag === "Timeout" ? "timeout" : "unavailable",
+              e.reason._tag === "Timeout" ? e.reason.waitedMs : 0
+            )
           )
         ),
-        Effect.tap((waitedMs) => Effect.annotateCurrentSpan({ "lock.outcome": "acquired", "lock.wait_ms": waitedMs })),
+        Effect.tap((waitedMs) =>
+          Effect.andThen(
+            Effect.annotateCurrentSpan({ "lock.outcome": "acquired", "lock.wait_ms": waitedMs }),
+            Metrics.lockWaited("acquired", waitedMs)
+          )
+        ),
         Effect.andThen(effect)
       )
     )

@@ -23,7 +23,25 @@
  * The supervisor is a scoped layer: building it starts the work, closing its
  * scope interrupts every timer, waiting and running refresh.
  */
-import { Cause, Context, DateTime, Duration, Effect, Exit, FiberMap, FiberSet, HashMap, Layer, Option, Random, Ref, Schedule, Semaphore } from "effect"
+import {
+  Cause,
+  Context,
+  DateTime,
+  Duration,
+  Effect,
+  Exit,
+  FiberMap,
+  FiberSet,
+  HashMap,
+  Layer,
+  Metric,
+  Option,
+  Random,
+  Ref,
+  Schedule,
+  Semaphore
+} from "effect"
+import * as Metrics from "./Metrics.js"
 import { SessionConfig } from "./SessionConfig.js"
 import * as Sessions from "./Sessions.js"
 import * as TokenCleanup from "./TokenCleanup.js"
@@ -224,6 +242,7 @@ export const make = Effect.fnUntraced(function*(options?: {
           l.waiting < settings.refreshQueueSize
             ? [true, { ...l, waiting: l.waiting + 1 }] as const
             : [false, { ...l, overflow: l.overflow + 1 }] as const)
+        yield* Effect.flatMap(Ref.get(load), (l) => Metric.update(Metrics.queueDepth, l.waiting))
         if (!admitted) {
           const at = DateTime.makeUnsafe((yield* nowMillis) + Duration.toMillis(overflowRetryDelay))
           yield* note(id, { nextRefreshAt: Option.some(at) })
@@ -236,7 +255,8 @@ export const make = Effect.fnUntraced(function*(options?: {
         }
         yield* note(id, { phase: "waiting" })
         const acquired = yield* Effect.exit(restore(slots.take(1)))
-        yield* Ref.update(load, (l) => ({ ...l, waiting: l.waiting - 1 }))
+        const waiting = yield* Ref.modify(load, (l) => [l.waiting - 1, { ...l, waiting: l.waiting - 1 }] as const)
+        yield* Metric.update(Metrics.queueDepth, waiting)
         if (Exit.isFailure(acquired)) return yield* acquired
         const go = yield* Ref.modify(entries, (m) =>
           Option.match(HashMap.get(m, id), {
@@ -300,7 +320,7 @@ export const make = Effect.fnUntraced(function*(options?: {
         : backoff(id, before.detail)
     }
     const meta = before.meta
-    yield* Effect.annotateCurrentSpan("session.provider", meta.provider)
+    yield* Effect.annotateCurrentSpan({ "session.provider": meta.provider, "session.backend": meta.backend })
     if (!refreshable(meta)) return yield* rearm(id, meta, false)
     // Another process (or a caller of this one) refreshed since the timer was set: nothing to do yet.
     const now = yield* nowMillis
@@ -395,6 +415,7 @@ export const make = Effect.fnUntraced(function*(options?: {
       if (!ids.has(id) && entry.phase !== "running") yield* forget(id)
     }
     yield* Effect.annotateCurrentSpan("sessions", listed.length)
+    yield* Metrics.sessionsListed(listed)
   })
 
   yield* Ref.set(alive, true)

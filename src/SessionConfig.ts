@@ -24,13 +24,18 @@ export const backends = [
   "credential_manager",
   "secret_service",
   "filesystem",
-  "memory"
+  "memory",
+  "redis"
 ] as const
 export type StorageBackendSetting = typeof backends[number]
 
 /** Where the encrypted file store gets its data key. */
 export const keySources = ["auto", "env", "keyring", "file"] as const
 export type KeySourceSetting = typeof keySources[number]
+
+/** Where metrics go: nowhere, OTLP over HTTP, or `/metrics` of the status server (Prometheus). */
+export const metricsExporters = ["none", "otlp", "prometheus"] as const
+export type MetricsExporterSetting = typeof metricsExporters[number]
 
 /** Where one effective value came from. `file` carries the path and line. */
 export type ValueSource =
@@ -82,6 +87,46 @@ export interface Settings {
     readonly backgroundCheckIntervalMinutes: number
     readonly maxRetryAgeHours: number
   }
+  /** The shared store of a fleet (`storage_backend: redis`); see docs/fleet.md. */
+  readonly redis: {
+    /** `redis://` or `rediss://`, never with a password in it. */
+    readonly url: string
+    /** Prepended to every key, so several deployments can share one Redis. */
+    readonly keyPrefix: string
+    /** Connect with TLS (also implied by `rediss://`). */
+    readonly tls: boolean
+    /** The environment variable holding the ACL user name. */
+    readonly usernameEnv: string
+    /** The environment variable holding the password. */
+    readonly passwordEnv: string
+    /** How long a refresh lock outlives a holder that stopped renewing it (a dead instance). */
+    readonly lockLeaseSeconds: number
+    /** Every Redis command gives up after this long. */
+    readonly commandTimeoutSeconds: number
+  }
+  /** OpenTelemetry (see `Telemetry.ts`); the standard `OTEL_*` variables also switch it on. */
+  readonly observability: {
+    readonly tracingEnabled: boolean
+    /** OTLP/HTTP base URL (e.g. `http://127.0.0.1:4318`); empty: `OTEL_EXPORTER_OTLP_*` or the SDK default. */
+    readonly otlpEndpoint: string
+    readonly serviceName: string
+    readonly metricsExporter: MetricsExporterSetting
+    readonly metricsExportIntervalSeconds: number
+  }
+  /** The audit log (see `AuditLog.ts`). */
+  readonly auditLog: {
+    readonly enabled: boolean
+    /** As configured; empty: `audit.log` in the session directory. */
+    readonly path: string
+    readonly maxSizeMb: number
+    readonly maxFiles: number
+  }
+}
+
+/** Redis credentials, read from the variables named by `redis.username_env` and `redis.password_env`. */
+export interface RedisCredentials {
+  readonly username: Option.Option<string>
+  readonly password: Option.Option<Redacted.Redacted<string>>
 }
 
 /** One OAuth provider under `auth.oauth.providers.<name>`. */
@@ -119,6 +164,8 @@ export interface Loaded {
   readonly encryptionKey: Option.Option<Redacted.Redacted<Uint8Array>>
   /** Warnings that do not stop start-up (e.g. deprecated keys). */
   readonly warnings: ReadonlyArray<string>
+  /** Redis credentials from the environment; absent means none. */
+  readonly redisCredentials?: RedisCredentials | undefined
 }
 
 /** Bad configuration: names the key, where the value came from and what was expected. */
@@ -248,6 +295,6 @@ export const layerDefaults: Layer.Layer<SessionConfig> = Layer.sync(SessionConfi
  */
 export const layerWith = (
   overrides: (settings: Settings) => Settings,
-  extra?: Partial<Pick<Loaded, "providers" | "encryptionKey" | "warnings">>
+  extra?: Partial<Pick<Loaded, "providers" | "encryptionKey" | "warnings" | "redisCredentials">>
 ): Layer.Layer<SessionConfig> =>
   Layer.sync(SessionConfig, () => fromSettings(overrides(ConfigKeys.defaultSettings()), extra))

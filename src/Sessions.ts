@@ -17,11 +17,13 @@
  */
 import { Clock, Context, Data, Duration, Effect, Layer, Option } from "effect"
 import type * as Redacted from "effect/Redacted"
+import * as AuditLog from "./AuditLog.js"
 import * as Refresher from "./internal/Refresher.js"
 import * as SessionCache from "./internal/SessionCache.js"
 import * as SessionLifecycle from "./internal/SessionLifecycle.js"
 import * as SessionMatch from "./internal/SessionMatch.js"
 import * as SingleFlight from "./internal/SingleFlight.js"
+import * as Metrics from "./Metrics.js"
 import * as OAuthClient from "./OAuthClient.js"
 import * as RefreshLock from "./RefreshLock.js"
 import * as SessionConfig from "./SessionConfig.js"
@@ -36,6 +38,12 @@ export interface TokenRequest {
   readonly resource?: string | undefined
   /** The token must stay valid at least this long (default `defaultMinTtl`). */
   readonly minTtl?: Duration.Input | undefined
+  /**
+   * The provider's settings, for a provider that is not configured (an MCP
+   * server's discovered authorization server, see `Mcp.ts`); default: the
+   * configured provider of that name.
+   */
+  readonly settings?: SessionConfig.ProviderSettings | undefined
 }
 
 /** How a login reaches the user (the CLI prints these, an app may show them). */
@@ -60,6 +68,8 @@ export interface LoginOptions {
   readonly onEvent: (event: LoginEvent) => Effect.Effect<void>
   /** How long to wait for the browser or the device approval. */
   readonly timeout?: Duration.Input | undefined
+  /** Sign in with these settings instead of the configured provider of that name (MCP, dynamic registration). */
+  readonly settings?: SessionConfig.ProviderSettings | undefined
 }
 
 /** The result of one refresh of one session. */
@@ -161,9 +171,13 @@ const defaultMinTtlMs = Duration.toMillis(defaultMinTtl)
 /** The provider part of a session id (`provider` or `provider~hash`). */
 const providerOfId = (id: string) => id.split("~")[0] ?? id
 
+/** A secret-free name for why an operation failed (for the audit log). */
+const reasonTag = (reason: Reason): string =>
+  reason._tag === "UnknownProvider" ? "UnknownProvider" : `${reason._tag}: ${reason.error.reason._tag}`
+
 /** Builds the service; refreshes run in the layer's scope, so an interrupted caller never strands one. */
 export const make = Effect.gen(function*() {
-  const store = yield* TokenStore.TokenStore
+  const store = AuditLog.auditStore(Metrics.observeStore(yield* TokenStore.TokenStore))
   const lock = yield* RefreshLock.RefreshLock
   const oauth = yield* OAuthClient.OAuthClient
   const config = yield* SessionConfig.SessionConfig
@@ -237,7 +251,7 @@ export const make = Effect.gen(function*() {
     needMs: number
   ) {
     yield* annotate(provider)
-    const settings = yield* settingsOf("getAccessToken", provider)
+    const settings = request?.settings ?? (yield* settingsOf("getAccessToken", provider))
     // Callers asking the same thing share one selection and one refresh.
     const { value } = yield* requests.run(`${key}\u0001${needMs}`, obtain(settings, request, key, needMs))
     return value
@@ -313,8 +327,24 @@ export const make = Effect.gen(function*() {
     refresh,
     login: Effect.fn("Sessions.login")(function*(provider: string, options: LoginOptions) {
       yield* annotate(provider)
-      const settings = yield* settingsOf("login", provider)
-      return yield* lifecycle.login(settings, options).pipe(Effect.mapError(failWith("login", provider)))
+      const settings = options.settings ?? (yield* settingsOf("login", provider))
+      return yield* lifecycle.login(settings, options).pipe(
+        Effect.mapError(failWith("login", provider)),
+        Effect.tap((m) =>
+          AuditLog.record({
+            event: "login",
+            provider,
+            sessionId: m.id,
+            outcome: "success",
+            backend: store.backend,
+            generation: m.generation,
+            reason: options.device === true ? "device authorization grant" : "authorization code with PKCE"
+          })
+        ),
+        Effect.tapError((e) =>
+          AuditLog.record({ event: "login", provider, outcome: "failed", reason: reasonTag(e.reason), backend: store.backend })
+        )
+      )
     }),
     logout: Effect.fn("Sessions.logout")(function*(
       provider: string,
@@ -323,6 +353,10 @@ export const make = Effect.gen(function*() {
       yield* annotate(provider)
       const settings = config.providers.get(provider)
       const results = yield* lifecycle.logout(provider, settings, options).pipe(Effect.mapError(failWith("logout", provider)))
+      for (const r of results) {
+        yield* AuditLog.record({ event: "revocation", provider, sessionId: r.id, outcome: r.revoked })
+        yield* AuditLog.record({ event: "logout", provider, sessionId: r.id, outcome: "removed", backend: store.backend })
+      }
       if (settings === undefined && results.length === 0) {
         return yield* failWith("logout", provider)({ _tag: "UnknownProvider", provider, known: [...config.providers.keys()] })
       }

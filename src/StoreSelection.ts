@@ -9,6 +9,7 @@
  * keyring that is briefly unavailable never splits sessions across backends.
  */
 import { Context, Data, DateTime, Effect, FileSystem, Option, Path, Schema } from "effect"
+import * as AuditLog from "./AuditLog.js"
 import * as AtomicFile from "./internal/AtomicFile.js"
 import type { StorageBackendSetting } from "./SessionConfig.js"
 import type { Backend } from "./TokenStore.js"
@@ -93,7 +94,8 @@ export const choose = Effect.fnUntraced(function*(options: {
   const { configured, platform, probe } = options
   const native = nativeBackendOf(platform)
   if (configured !== "auto") {
-    if (configured === "memory" || configured === "filesystem") {
+    // A shared store is chosen explicitly only; its reachability is the store's health, not a keyring probe.
+    if (configured === "memory" || configured === "filesystem" || configured === "redis") {
       return { backend: configured, configured, reason: "configured explicitly", remembered: false } satisfies Choice
     }
     if (Option.getOrUndefined(native) !== configured) {
@@ -149,6 +151,7 @@ export const choose = Effect.fnUntraced(function*(options: {
       new StoreSelectionError({ backend, detail: `cannot remember the choice: ${e.message}`, fix: "check the session directory's permissions" })
     ))
   yield* Effect.logInfo(`storage backend: ${backend} (${reason})`)
+  yield* AuditLog.record({ event: "backend_chosen", outcome: backend, reason, backend })
   return { backend, configured, reason: `auto: ${reason}`, remembered: false } satisfies Choice
 })
 

@@ -92,7 +92,23 @@ const envCases: Record<string, readonly [raw: string, effective: unknown]> = {
   MAGICTUNNEL_REFRESH_TOKEN_ROTATION: ["false", false],
   MAGICTUNNEL_REFRESH_TIMEOUT: ["10", 10],
   MAGICTUNNEL_BACKGROUND_CHECK_INTERVAL: ["5", 5],
-  MAGICTUNNEL_MAX_RETRY_AGE: ["48", 48]
+  MAGICTUNNEL_MAX_RETRY_AGE: ["48", 48],
+  MAGICTUNNEL_REDIS_URL: ["rediss://redis.internal:6380/2", "rediss://redis.internal:6380/2"],
+  MAGICTUNNEL_REDIS_KEY_PREFIX: ["gw:", "gw:"],
+  MAGICTUNNEL_REDIS_TLS: ["on", true],
+  MAGICTUNNEL_REDIS_USERNAME_ENV: ["GW_REDIS_USER", "GW_REDIS_USER"],
+  MAGICTUNNEL_REDIS_PASSWORD_ENV: ["GW_REDIS_PASS", "GW_REDIS_PASS"],
+  MAGICTUNNEL_REDIS_LOCK_LEASE: ["30", 30],
+  MAGICTUNNEL_REDIS_COMMAND_TIMEOUT: ["2", 2],
+  MAGICTUNNEL_TRACING_ENABLED: ["yes", true],
+  MAGICTUNNEL_OTLP_ENDPOINT: ["http://collector:4318", "http://collector:4318"],
+  MAGICTUNNEL_SERVICE_NAME: ["gateway", "gateway"],
+  MAGICTUNNEL_METRICS_EXPORTER: ["prometheus", "prometheus"],
+  MAGICTUNNEL_METRICS_EXPORT_INTERVAL: ["15", 15],
+  MAGICTUNNEL_AUDIT_LOG_ENABLED: ["off", false],
+  MAGICTUNNEL_AUDIT_LOG_PATH: ["/var/log/mt/audit.log", "/var/log/mt/audit.log"],
+  MAGICTUNNEL_AUDIT_LOG_MAX_SIZE_MB: ["50", 50],
+  MAGICTUNNEL_AUDIT_LOG_MAX_FILES: ["2", 2]
 }
 
 /** One refused value per variable. */
@@ -127,7 +143,23 @@ const badEnv: Record<string, string> = {
   MAGICTUNNEL_REFRESH_TOKEN_ROTATION: "rotate",
   MAGICTUNNEL_REFRESH_TIMEOUT: "999999",
   MAGICTUNNEL_BACKGROUND_CHECK_INTERVAL: "0x10",
-  MAGICTUNNEL_MAX_RETRY_AGE: "1e3"
+  MAGICTUNNEL_MAX_RETRY_AGE: "1e3",
+  MAGICTUNNEL_REDIS_URL: "redis://user:hunter2@redis:6379", // refused, and never echoed
+  MAGICTUNNEL_REDIS_KEY_PREFIX: "has space",
+  MAGICTUNNEL_REDIS_TLS: "tls",
+  MAGICTUNNEL_REDIS_USERNAME_ENV: "not-a-name",
+  MAGICTUNNEL_REDIS_PASSWORD_ENV: "1PASS",
+  MAGICTUNNEL_REDIS_LOCK_LEASE: "1",
+  MAGICTUNNEL_REDIS_COMMAND_TIMEOUT: "0",
+  MAGICTUNNEL_TRACING_ENABLED: "sometimes",
+  MAGICTUNNEL_OTLP_ENDPOINT: "collector:4318",
+  MAGICTUNNEL_SERVICE_NAME: "name\u0007",
+  MAGICTUNNEL_METRICS_EXPORTER: "statsd",
+  MAGICTUNNEL_METRICS_EXPORT_INTERVAL: "0",
+  MAGICTUNNEL_AUDIT_LOG_ENABLED: "perhaps",
+  MAGICTUNNEL_AUDIT_LOG_PATH: "~bob/audit.log",
+  MAGICTUNNEL_AUDIT_LOG_MAX_SIZE_MB: "2048",
+  MAGICTUNNEL_AUDIT_LOG_MAX_FILES: "-1"
 }
 
 const key32 = Buffer.alloc(32, 7).toString("base64")
@@ -183,6 +215,7 @@ layer(NodeFileSystem.layer)("SessionConfig", (it) => {
           assert.strictEqual(problem?.source, `env:${k.env}`)
           assert.strictEqual(problem?.key, `auth.session_persistence.${k.key}`)
           assert.include(error.message, `(env:${k.env}): expected `)
+          assert.notInclude(error.message, "hunter2", "a password in a refused Redis URL is never echoed")
         }
       }))
 
@@ -401,7 +434,7 @@ layer(NodeFileSystem.layer)("SessionConfig", (it) => {
         assert.deepStrictEqual(error.message.split("\n"), [
           "auth.session_persistence.enabled (config.yaml:3): expected true or false, got \"yes\"",
           "auth.session_persistence.user_context (config.yaml:4): expected a mapping, got true",
-          "auth.session_persistence.token_storage.storage_backend (config.yaml:6): expected one of auto, keychain, credential_manager, secret_service, filesystem, memory, got \"vault\"",
+          "auth.session_persistence.token_storage.storage_backend (config.yaml:6): expected one of auto, keychain, credential_manager, secret_service, filesystem, memory, redis, got \"vault\"",
           "auth.session_persistence.token_storage.max_tokens_per_provider (config.yaml:7): expected an integer between 1 and 10000, got 2.5",
           "auth.session_persistence.token_refresh.concurrent_refresh_limit (config.yaml:9): expected an integer between 1 and 1000, got \"abc\"",
           "auth.session_persistence.token_refresh.refresh_queue_size (config.yaml:10): expected an integer between 1 and 1000000, got a list",
@@ -659,7 +692,7 @@ describe("SessionConfig.describeKeys", () => {
 
   it("covers the reference table and the product's keys, each with its own variable", () => {
     const keys = SessionConfig.describeKeys()
-    assert.strictEqual(keys.length, 31)
+    assert.strictEqual(keys.length, 47)
     assert.strictEqual(new Set(keys.map((k) => k.env)).size, keys.length)
     assert.isTrue(keys.every((k) => k.env.startsWith("MAGICTUNNEL_")))
   })

@@ -19,6 +19,7 @@
 import * as Crypto from "node:crypto"
 import { Clock, Duration, Effect, FileSystem, Layer, Option, Path, Result, Schema } from "effect"
 import type { PlatformError } from "effect/PlatformError"
+import * as AuditLog from "../AuditLog.js"
 import * as EncryptionKey from "../EncryptionKey.js"
 import * as AtomicFile from "../internal/AtomicFile.js"
 import * as Envelope from "../internal/Envelope.js"
@@ -340,5 +341,11 @@ export const rotateKey = Effect.fn("TokenStore.filesystem.rotateKey")(function*(
   }
   stillUsed.add(previous)
   const keyset = yield* key.retire(stillUsed)
+  yield* AuditLog.record({
+    event: "key_rotated",
+    outcome: "rotated",
+    reason: `file store data key rotated; ${keyset.all.size} key(s) kept`,
+    backend: "filesystem"
+  })
   return { ...result, keysKept: keyset.all.size }
 })

@@ -13,6 +13,8 @@ import { doctor } from "./commands/doctor.js"
 import { importCommand } from "./commands/import.js"
 import { list } from "./commands/list.js"
 import { login, logout } from "./commands/login.js"
+import { mcp } from "./commands/mcp.js"
+import { migrate } from "./commands/migrate.js"
 import { refresh } from "./commands/refresh.js"
 import { run } from "./commands/run.js"
 import { recover, status } from "./commands/status.js"
@@ -29,7 +31,7 @@ export const root = Command.make("mtsession").pipe(
   Command.withDescription(
     "OAuth 2.1 session persistence: log in once, stay logged in. Sessions are kept in the OS keyring or an encrypted file store."
   ),
-  Command.withSubcommands([login, logout, token, refresh, status, recover, run, list, importCommand, doctor, config]),
+  Command.withSubcommands([login, logout, token, refresh, status, recover, run, list, importCommand, migrate, doctor, config, mcp]),
   Command.withGlobalFlags([Output.ConfigPath, Output.Json])
 )
 

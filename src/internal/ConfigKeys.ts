@@ -9,8 +9,30 @@
  * file: values from `SessionConfig.ts` are therefore only read inside
  * functions, never while this module is being evaluated (import cycle).
  */
-import { backends, type KeySourceSetting, keySources, type Settings, type StorageBackendSetting } from "../SessionConfig.js"
-import { bool, choice, int, type Leaf, mode, path } from "./ConfigValues.js"
+import {
+  backends,
+  type KeySourceSetting,
+  keySources,
+  type MetricsExporterSetting,
+  metricsExporters,
+  type Settings,
+  type StorageBackendSetting
+} from "../SessionConfig.js"
+import { bool, choice, int, type Leaf, mode, optionalPath, path, text } from "./ConfigValues.js"
+
+const envNameExpected = "the name of an environment variable (letters, digits and '_')"
+const isEnvName = (s: string) => /^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(s)
+
+/** A `redis://` or `rediss://` URL that carries no password (secrets never sit in the YAML). */
+export const isRedisUrl = (s: string): boolean => {
+  if (!/^rediss?:\/\//i.test(s)) return false
+  try {
+    const url = new URL(s)
+    return url.hostname.length > 0 && url.password === ""
+  } catch {
+    return false
+  }
+}
 
 /** Every key, nested like {@link Settings}. */
 export const leaves = {
@@ -116,6 +138,63 @@ export const leaves = {
       1_440
     ),
     maxRetryAgeHours: int("token_refresh.max_retry_age_hours", "MAGICTUNNEL_MAX_RETRY_AGE", 24, 1, 720)
+  },
+  redis: {
+    url: text(
+      "redis.url",
+      "MAGICTUNNEL_REDIS_URL",
+      "redis://127.0.0.1:6379",
+      "a redis:// or rediss:// URL without a password (credentials come from password_env)",
+      isRedisUrl
+    ),
+    keyPrefix: text(
+      "redis.key_prefix",
+      "MAGICTUNNEL_REDIS_KEY_PREFIX",
+      "magictunnel:",
+      "1 to 64 letters, digits and . _ : -",
+      (s) => /^[A-Za-z0-9._:-]{1,64}$/.test(s)
+    ),
+    tls: bool("redis.tls", "MAGICTUNNEL_REDIS_TLS", false),
+    usernameEnv: text("redis.username_env", "MAGICTUNNEL_REDIS_USERNAME_ENV", "MAGICTUNNEL_REDIS_USERNAME", envNameExpected, isEnvName),
+    passwordEnv: text("redis.password_env", "MAGICTUNNEL_REDIS_PASSWORD_ENV", "MAGICTUNNEL_REDIS_PASSWORD", envNameExpected, isEnvName),
+    lockLeaseSeconds: int("redis.lock_lease_seconds", "MAGICTUNNEL_REDIS_LOCK_LEASE", 15, 3, 600),
+    commandTimeoutSeconds: int("redis.command_timeout_seconds", "MAGICTUNNEL_REDIS_COMMAND_TIMEOUT", 5, 1, 120)
+  },
+  observability: {
+    tracingEnabled: bool("observability.tracing_enabled", "MAGICTUNNEL_TRACING_ENABLED", false),
+    otlpEndpoint: text(
+      "observability.otlp_endpoint",
+      "MAGICTUNNEL_OTLP_ENDPOINT",
+      "",
+      "empty, or an http:// or https:// URL",
+      (s) => s === "" || /^https?:\/\/\S+$/.test(s)
+    ),
+    serviceName: text(
+      "observability.service_name",
+      "MAGICTUNNEL_SERVICE_NAME",
+      "mtsession",
+      "1 to 128 printable characters",
+      (s) => /^[\x21-\x7e][\x20-\x7e]{0,127}$/.test(s)
+    ),
+    metricsExporter: choice<MetricsExporterSetting>(
+      "observability.metrics_exporter",
+      "MAGICTUNNEL_METRICS_EXPORTER",
+      "none",
+      () => metricsExporters
+    ),
+    metricsExportIntervalSeconds: int(
+      "observability.metrics_export_interval_seconds",
+      "MAGICTUNNEL_METRICS_EXPORT_INTERVAL",
+      60,
+      1,
+      3_600
+    )
+  },
+  auditLog: {
+    enabled: bool("audit_log.enabled", "MAGICTUNNEL_AUDIT_LOG_ENABLED", true),
+    path: optionalPath("audit_log.path", "MAGICTUNNEL_AUDIT_LOG_PATH"),
+    maxSizeMb: int("audit_log.max_size_mb", "MAGICTUNNEL_AUDIT_LOG_MAX_SIZE_MB", 10, 1, 1_024),
+    maxFiles: int("audit_log.max_files", "MAGICTUNNEL_AUDIT_LOG_MAX_FILES", 5, 1, 100)
   }
 } as const
 
@@ -148,6 +227,8 @@ export const configPathEnv = "MAGICTUNNEL_CONFIG_PATH"
 export const knownEnvNames = (): ReadonlyArray<string> => [
   configPathEnv,
   encryptionKeyEnv,
+  leaves.redis.usernameEnv.default,
+  leaves.redis.passwordEnv.default,
   ...allLeaves().map((l) => l.env)
 ]
 
@@ -196,6 +277,28 @@ export const settingsOf = (valueOf: <A>(leaf: Leaf<A>) => A): Settings => {
       refreshTimeoutSeconds: valueOf(L.tokenRefresh.refreshTimeoutSeconds),
       backgroundCheckIntervalMinutes: valueOf(L.tokenRefresh.backgroundCheckIntervalMinutes),
       maxRetryAgeHours: valueOf(L.tokenRefresh.maxRetryAgeHours)
+    },
+    redis: {
+      url: valueOf(L.redis.url),
+      keyPrefix: valueOf(L.redis.keyPrefix),
+      tls: valueOf(L.redis.tls),
+      usernameEnv: valueOf(L.redis.usernameEnv),
+      passwordEnv: valueOf(L.redis.passwordEnv),
+      lockLeaseSeconds: valueOf(L.redis.lockLeaseSeconds),
+      commandTimeoutSeconds: valueOf(L.redis.commandTimeoutSeconds)
+    },
+    observability: {
+      tracingEnabled: valueOf(L.observability.tracingEnabled),
+      otlpEndpoint: valueOf(L.observability.otlpEndpoint),
+      serviceName: valueOf(L.observability.serviceName),
+      metricsExporter: valueOf(L.observability.metricsExporter),
+      metricsExportIntervalSeconds: valueOf(L.observability.metricsExportIntervalSeconds)
+    },
+    auditLog: {
+      enabled: valueOf(L.auditLog.enabled),
+      path: valueOf(L.auditLog.path),
+      maxSizeMb: valueOf(L.auditLog.maxSizeMb),
+      maxFiles: valueOf(L.auditLog.maxFiles)
     }
   }
 }

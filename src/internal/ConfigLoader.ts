@@ -37,6 +37,9 @@ const prefix = "auth.session_persistence"
 
 const nonEmpty = ConfigFile.nonEmpty
 
+/** A refused Redis URL is not echoed: it may carry a password. */
+const unshownUrl = "a value not shown (a URL may carry a password)"
+
 /** Loads the configuration: locate, read, decode. */
 export const load = Effect.fn("SessionConfig.load")(function*(options: Options) {
   const located = yield* ConfigFile.locate(options)
@@ -87,7 +90,14 @@ export const decode = (input: {
       const scalar = Yaml.scalar(entry.value)
       const decoded = scalar === undefined ? Result.fail(leaf.accepts()) : leaf.fromYaml(scalar)
       if (Result.isSuccess(decoded)) fromFile = Option.some(decoded.success)
-      else problems.push({ key, source: at(entry.line), expected: decoded.failure, actual: Yaml.describe(entry.value) })
+      else {
+        problems.push({
+          key,
+          source: at(entry.line),
+          expected: decoded.failure,
+          actual: leaf.key === Keys.leaves.redis.url.key ? unshownUrl : Yaml.describe(entry.value)
+        })
+      }
     }
     const raw = env[leaf.env]
     if (nonEmpty(raw)) {
@@ -96,7 +106,12 @@ export const decode = (input: {
         sources.set(leaf.key, { _tag: "env", name: leaf.env })
         return decoded.success
       }
-      problems.push({ key, source: `env:${leaf.env}`, expected: decoded.failure, actual: Yaml.describeValue(raw) })
+      problems.push({
+        key,
+        source: `env:${leaf.env}`,
+        expected: decoded.failure,
+        actual: leaf.key === Keys.leaves.redis.url.key ? unshownUrl : Yaml.describeValue(raw)
+      })
     }
     if (Option.isSome(fromFile) && entry !== undefined && file !== undefined) {
       sources.set(leaf.key, { _tag: "file", path: file.path, line: entry.line })
@@ -110,13 +125,26 @@ export const decode = (input: {
   const encryptionKey = decodeEncryptionKey(env[Keys.encryptionKeyEnv], sink)
   const ts = settings.tokenStorage
   const fileStoreMayRun = settings.enabled && ts.enabled && ts.encryptionEnabled &&
-    (ts.storageBackend === "auto" || ts.storageBackend === "filesystem")
+    (ts.storageBackend === "auto" || ts.storageBackend === "filesystem" || ts.storageBackend === "redis")
   if (ts.encryptionKeySource === "env" && Option.isNone(encryptionKey) && fileStoreMayRun) {
     const source = sources.get(Keys.leaves.tokenStorage.encryptionKeySource.key)
     problems.push({
       key: `${prefix}.${Keys.leaves.tokenStorage.encryptionKeySource.key}`,
       source: source?._tag === "file" ? at(source.line) : source?._tag === "env" ? `env:${source.name}` : "default",
       expected: `${Keys.encryptionKeyEnv} to be set when the key source is env (base64 of 32 bytes)`,
+      actual: "nothing"
+    })
+  }
+  // Every instance of a fleet must open every record: a key created per machine by `auto` would not.
+  if (
+    settings.enabled && ts.enabled && ts.encryptionEnabled && ts.storageBackend === "redis" &&
+    ts.encryptionKeySource === "auto" && Option.isNone(encryptionKey)
+  ) {
+    problems.push({
+      key: `${prefix}.${Keys.leaves.tokenStorage.encryptionKeySource.key}`,
+      source: "default",
+      expected:
+        `${Keys.encryptionKeyEnv} to be set (every instance needs the same key) when storage_backend is redis, or encryption_key_source keyring or file set explicitly`,
       actual: "nothing"
     })
   }
@@ -134,7 +162,14 @@ export const decode = (input: {
     sources,
     effective: Keys.effectiveOf(settings),
     encryptionKey,
-    warnings
+    warnings,
+    redisCredentials: {
+      username: Option.filter(Option.fromUndefinedOr(env[settings.redis.usernameEnv]), nonEmpty),
+      password: Option.map(
+        Option.filter(Option.fromUndefinedOr(env[settings.redis.passwordEnv]), nonEmpty),
+        (p) => Redacted.make(p, { label: settings.redis.passwordEnv })
+      )
+    }
   })
 }
 

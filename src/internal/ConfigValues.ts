@@ -146,3 +146,41 @@ export const path = (key: string, env: string, defaultValue: string): Leaf<strin
     fromEnv: checkPath,
     render: (value) => value
   })
+
+const optionalPathExpected = `empty (the default location) or ${pathExpected}`
+
+/** A path that may be left empty, meaning "the default location" (which depends on other keys). */
+export const optionalPath = (key: string, env: string): Leaf<string> =>
+  leaf({
+    key,
+    env,
+    default: "",
+    accepts: () => optionalPathExpected,
+    fromYaml: ({ value }) => value === "" ? Result.succeed("") : Result.mapError(checkPath(value), () => optionalPathExpected),
+    fromEnv: (raw) => raw === "" ? Result.succeed("") : Result.mapError(checkPath(raw), () => optionalPathExpected),
+    render: (value) => value
+  })
+
+/**
+ * A single line of text checked by `check`; `accepts` is the "expected ..."
+ * phrase of a refused value and the documentation of the key.
+ */
+export const text = (
+  key: string,
+  env: string,
+  defaultValue: string,
+  accepts: string,
+  check: (s: string) => boolean
+): Leaf<string> => {
+  const decode = (s: unknown): Result.Result<string, string> =>
+    typeof s === "string" && !/[\0\r\n]/.test(s) && check(s) ? Result.succeed(s) : Result.fail(accepts)
+  return leaf({
+    key,
+    env,
+    default: defaultValue,
+    accepts: () => accepts,
+    fromYaml: ({ value }) => decode(value),
+    fromEnv: (raw) => decode(raw.trim()),
+    render: (value) => value
+  })
+}

@@ -14,6 +14,8 @@
  * @see https://www.rfc-editor.org/rfc/rfc9700#section-4.14 (refresh token rotation)
  */
 import { Clock, Data, DateTime, Duration, Effect, Option, Result, Schedule, type Scope } from "effect"
+import * as AuditLog from "../AuditLog.js"
+import * as Metrics from "../Metrics.js"
 import { describe } from "../oauth/OAuthError.js"
 import * as OAuthClient from "../OAuthClient.js"
 import * as RefreshLock from "../RefreshLock.js"
@@ -242,8 +244,67 @@ export const make = (deps: Deps) => {
 
   const fingerprintOf = (id: string) => TokenStore.fingerprint(deps.namespace, id)
 
+  /** The secret-free reason of a failure, for spans, metrics and the audit log. */
+  const reasonOf = (failure: Failure): string => {
+    switch (failure._tag) {
+      case "Reauth":
+        return failure.detail
+      case "OAuth":
+        return failure.error.reason._tag
+      case "Store":
+      case "PersistFailed":
+        return `${failure.error.backend} ${failure.error.reason._tag}`
+      case "Lock":
+        return failure.error.reason._tag
+      default:
+        return failure._tag
+    }
+  }
+
+  /** Counts and audits one finished refresh. Fresh answers are not session events. */
+  const observe = (request: Request, startMs: number, result: Result.Result<Done, RefreshFailed>) =>
+    Effect.gen(function*() {
+      const elapsed = (yield* Clock.currentTimeMillis) - startMs
+      const base = { provider: request.provider, sessionId: request.id, backend: store.backend }
+      if (Result.isSuccess(result)) {
+        const { outcome, record } = result.success
+        yield* Metrics.refreshDone(outcome._tag, elapsed)
+        if (outcome._tag === "Refreshed") {
+          yield* AuditLog.record({ ...base, event: "refresh", outcome: "refreshed", generation: record.generation })
+          if (outcome.rotated) {
+            yield* AuditLog.record({ ...base, event: "rotation", outcome: "rotated", generation: record.generation })
+          }
+        } else if (outcome._tag === "Reused") {
+          yield* AuditLog.record({ ...base, event: "refresh", outcome: "reused", generation: record.generation })
+        }
+        return
+      }
+      const failure = result.failure.failure
+      yield* Metrics.refreshDone(failure._tag === "Reauth" ? "NeedsReauth" : failure._tag === "OAuth" ? "Failed" : failure._tag, elapsed)
+      yield* failure._tag === "Reauth"
+        ? AuditLog.record({ ...base, event: "reauth_required", outcome: "needs_reauth", reason: reasonOf(failure) })
+        : AuditLog.record({ ...base, event: "refresh", outcome: "failed", reason: reasonOf(failure) })
+    })
+
   /** Attempts with retries; the lock is taken per attempt and released before every wait. */
   const run = (request: Request): Effect.Effect<Done, RefreshFailed> =>
+    Effect.flatMap(Clock.currentTimeMillis, (startMs) =>
+      runAttempts(request).pipe(
+        Effect.result,
+        Effect.tap((result) => observe(request, startMs, result)),
+        Effect.flatMap((result) => Result.isSuccess(result) ? Effect.succeed(result.success) : Effect.fail(result.failure))
+      )).pipe(
+        Effect.withSpan("Sessions.refreshGrant", {
+          attributes: {
+            "session.provider": request.provider,
+            "session.fingerprint": fingerprintOf(request.id),
+            "session.backend": store.backend,
+            "refresh.force": request.force
+          }
+        })
+      )
+
+  const runAttempts = (request: Request): Effect.Effect<Done, RefreshFailed> =>
     lock.withLock(request.id, attempt(request), { waitTimeout }).pipe(
       Effect.catchTag("RefreshLockError", (error) => Effect.succeed(failed({ _tag: "Lock", error }))),
       Effect.retry(schedule),
@@ -254,12 +315,20 @@ export const make = (deps: Deps) => {
           : Effect.fail(new RefreshFailed({ provider: request.provider, failure: step.failure }))
       ),
       Effect.tap(({ outcome, record }) =>
-        Effect.annotateCurrentSpan({ "session.outcome": outcome._tag, "session.generation": record.generation })
+        Effect.annotateCurrentSpan({
+          "session.outcome": outcome._tag,
+          "refresh.outcome": outcome._tag,
+          "session.generation": record.generation,
+          "refresh.generation": record.generation
+        })
       ),
-      Effect.tapError((e) => Effect.annotateCurrentSpan("session.outcome", e.failure._tag)),
-      Effect.withSpan("Sessions.refreshGrant", {
-        attributes: { "session.provider": request.provider, "session.fingerprint": fingerprintOf(request.id) }
-      })
+      Effect.tapError((e) =>
+        Effect.annotateCurrentSpan({
+          "session.outcome": e.failure._tag,
+          "refresh.outcome": e.failure._tag,
+          "error.reason": reasonOf(e.failure)
+        })
+      )
     )
 
   /** Whether a flight someone else started answers this request too. */
