@@ -4,13 +4,17 @@
  * backend is built. The native keyring module is loaded only when a keyring is
  * actually consulted.
  */
-import { Effect, Layer } from "effect"
+import { Effect, FileSystem, Layer, Path } from "effect"
+import * as FleetSync from "../src/FleetSync.js"
 import * as Keyring from "../src/Keyring.js"
+import * as RedisLock from "../src/RedisLock.js"
+import * as RefreshLock from "../src/RefreshLock.js"
 import { SessionConfig } from "../src/SessionConfig.js"
 import * as StoreSelection from "../src/StoreSelection.js"
 import * as TokenStore from "../src/TokenStore.js"
 import * as EncryptedFile from "../src/TokenStore/EncryptedFile.js"
 import * as KeyringStore from "../src/TokenStore/Keyring.js"
+import * as RedisStore from "../src/TokenStore/Redis.js"
 import { UserContext } from "../src/UserContext.js"
 
 /** The OS keyring, with the configured per-call timeout. */
@@ -36,6 +40,12 @@ export const selection = Layer.effect(
   })
 )
 
+/**
+ * The fleet's Redis connection, built only when the redis backend is chosen;
+ * one value, so the store and the lock of a build share one connection.
+ */
+export const redisConnection = RedisStore.layerConnection
+
 /** The token store the selection chose. */
 export const store = Layer.unwrap(Effect.map(StoreSelection.StoreSelection, (choice) => {
   switch (choice.backend) {
@@ -43,6 +53,8 @@ export const store = Layer.unwrap(Effect.map(StoreSelection.StoreSelection, (cho
       return TokenStore.layerMemory
     case "filesystem":
       return EncryptedFile.layerConfig
+    case "redis":
+      return RedisStore.layerConfig.pipe(Layer.provide(redisConnection))
     default:
       return KeyringStore.layer
   }
@@ -50,3 +62,27 @@ export const store = Layer.unwrap(Effect.map(StoreSelection.StoreSelection, (cho
 
 /** Selection and store, with the keyring available to both. */
 export const layer = store.pipe(Layer.provideMerge(selection), Layer.provide(keyring))
+
+/** The refresh lock that goes with the chosen store: Redis for the fleet store, else the file lock. */
+export const lock: Layer.Layer<
+  RefreshLock.RefreshLock,
+  TokenStore.TokenStoreError,
+  StoreSelection.StoreSelection | SessionConfig | UserContext | FileSystem.FileSystem | Path.Path
+> = Layer.unwrap(Effect.map(StoreSelection.StoreSelection, (choice) =>
+  choice.backend === "redis"
+    ? RedisLock.layer.pipe(Layer.provide(redisConnection)) as Layer.Layer<
+      RefreshLock.RefreshLock,
+      TokenStore.TokenStoreError,
+      SessionConfig | UserContext | FileSystem.FileSystem | Path.Path
+    >
+    : RefreshLock.layerFile))
+
+/**
+ * With the fleet store, follows the other instances' changes and sweeps the
+ * supervisor on each (see `src/FleetSync.ts`); with any other store, nothing.
+ * Provide it over the `RefreshSupervisor` of a long-running process.
+ */
+export const fleetSync = Layer.unwrap(Effect.map(StoreSelection.StoreSelection, (choice) =>
+  choice.backend === "redis"
+    ? Layer.effectDiscard(FleetSync.make).pipe(Layer.provide(redisConnection))
+    : Layer.empty))

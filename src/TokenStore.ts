@@ -18,7 +18,7 @@ import { Context, Data, DateTime, Effect, Layer, Option, Ref, Schema } from "eff
 import type * as Redacted from "effect/Redacted"
 
 /** The concrete backends. `auto` is a selection rule, not a backend. */
-export type Backend = "memory" | "filesystem" | "keychain" | "credential_manager" | "secret_service"
+export type Backend = "memory" | "filesystem" | "keychain" | "credential_manager" | "secret_service" | "redis"
 
 /** How long a backend keeps what it is given (after keyring-rs). */
 export type Durability = "process" | "persistent"
@@ -26,6 +26,16 @@ export type Durability = "process" | "persistent"
 /** Lifecycle state stored with a record. `expired` is derived from the clock, never stored. */
 export const RecordState = Schema.Literals(["active", "needs_reauth"])
 export type RecordState = typeof RecordState.Type
+
+/**
+ * The reserved provider name of client registrations (RFC 7591) kept in the
+ * store beside the sessions (see `mcp/Registration.ts`): not a session, so
+ * lists, recovery and cleanup leave such records out.
+ */
+export const clientRegistrationProvider = "dcr"
+
+/** Whether a stored record is a session (and not a client registration). */
+export const isSession = (m: { readonly provider: string }): boolean => m.provider !== clientRegistrationProvider
 
 /** A provider name: used in session ids, file names and CLI arguments. */
 export const providerNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/

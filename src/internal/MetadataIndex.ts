@@ -38,7 +38,7 @@ export class IndexEntry extends Schema.Class<IndexEntry>("magictunnel-session/In
   updatedAt: Schema.DateTimeUtcFromMillis,
   lastRefreshAt: Schema.optional(Schema.DateTimeUtcFromMillis),
   lastError: Schema.optional(Schema.String),
-  backend: Schema.Literals(["memory", "filesystem", "keychain", "credential_manager", "secret_service"]),
+  backend: Schema.Literals(["memory", "filesystem", "keychain", "credential_manager", "secret_service", "redis"]),
   location: Schema.optional(Location),
   /** Set when the record was found damaged and moved aside. */
   quarantinedAs: Schema.optional(Schema.String)
