@@ -3,6 +3,7 @@
  * 0 ok, 2 usage or configuration error, 3 re-authentication needed or no
  * session, 4 storage unavailable, 1 anything else.
  */
+import type * as Mcp from "../Mcp.js"
 import type * as Sessions from "../Sessions.js"
 import type * as TokenStore from "../TokenStore.js"
 
@@ -30,6 +31,14 @@ export const of = (error: unknown): number => {
       return reauth
     case "SessionsError":
       return ofSessions(error as Sessions.SessionsError)
+    case "McpError": {
+      const reason = (error as Mcp.McpError).reason
+      return reason._tag === "LoginRequired"
+        ? reauth
+        : reason._tag === "Store" || reason._tag === "Sessions"
+        ? of(reason.error)
+        : failure
+    }
     case "TokenStoreError": {
       const reason = (error as TokenStore.TokenStoreError).reason._tag
       return reason === "NotFound" || reason === "Corrupted" ? reauth : storageUnavailable

@@ -13,7 +13,7 @@ import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import type { Node } from "yaml"
 import type { ConfigProblem, ProviderSettings } from "../SessionConfig.js"
-import { providerNamePattern } from "../TokenStore.js"
+import { clientRegistrationProvider, providerNamePattern } from "../TokenStore.js"
 import { looksLikeSecret, unknownKeyExpected } from "./ConfigSuggest.js"
 import * as Yaml from "./ConfigYaml.js"
 
@@ -112,6 +112,8 @@ const decodeOne = (
 
   if (!providerNamePattern.test(entry.name)) {
     fail(base, entry.keyLine, "a provider name of letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit)")
+  } else if (entry.name === clientRegistrationProvider) {
+    fail(base, entry.keyLine, `a provider name other than "${clientRegistrationProvider}" (reserved for stored client registrations)`)
   }
   if (!Yaml.isMapping(entry.value)) {
     fail(base, entry.line, "a mapping with client_id and issuer or token_endpoint", Yaml.describe(entry.value))

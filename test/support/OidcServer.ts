@@ -264,7 +264,7 @@ export const acquire = (options: Options = {}) =>
   )
 
 /** Auto-approves one interaction step: login as {@link accountId}, then consent to whatever was asked. */
-const interact = async (provider: Provider, req: Http.IncomingMessage, res: Http.ServerResponse) => {
+export const interact = async (provider: Provider, req: Http.IncomingMessage, res: Http.ServerResponse) => {
   const details = await provider.interactionDetails(req, res)
   if (cookiesOf(req.headers.cookie).get(denyCookie) === "1") {
     await provider.interactionFinished(req, res, {
@@ -348,7 +348,7 @@ const follow = async (
   throw new Error(`more than ${maxRedirects} redirects`)
 }
 
-const approve = async (issuer: string, authorizationUrl: string, deny: boolean): Promise<number> => {
+export const approve = async (issuer: string, authorizationUrl: string, deny: boolean): Promise<number> => {
   const jar = new Jar()
   if (deny) jar.cookies.set(denyCookie, "1")
   const first = await fetch(authorizationUrl, { redirect: "manual", headers: { cookie: jar.header() } })

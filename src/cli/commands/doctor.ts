@@ -144,7 +144,7 @@ const diagnose = Effect.gen(function*() {
   yield* Output.progress("reading sessions…")
   const sessions = yield* Effect.gen(function*() {
     const store = yield* TokenStore.TokenStore
-    return yield* store.list
+    return (yield* store.list).filter(TokenStore.isSession)
   }).pipe(Effect.provide(Main.layer({ configPath })), Effect.result)
   if (sessions._tag === "Success") {
     const corrupted = sessions.success.filter((m) => m.state === "corrupted")

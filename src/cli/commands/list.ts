@@ -13,7 +13,7 @@ import * as Services from "../Services.js"
 /** Reads every listed record once: damaged ones become `corrupted`, vanished ones are dropped. */
 export const verifiedList = Effect.gen(function*() {
   const store = yield* TokenStore.TokenStore
-  const listed = yield* store.list
+  const listed = (yield* store.list).filter(TokenStore.isSession)
   const checked = yield* Effect.forEach(listed, (m) =>
     m.state === "corrupted"
       ? Effect.succeed(Option.some(m))

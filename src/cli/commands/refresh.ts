@@ -41,7 +41,7 @@ export const refresh = Command.make("refresh", {
     const store = yield* TokenStore.TokenStore
     const sessions = yield* Sessions.Sessions
     const listed = (yield* store.list).filter((m) =>
-      m.state !== "corrupted" && (args.all || m.provider === Option.getOrUndefined(args.provider))
+      TokenStore.isSession(m) && m.state !== "corrupted" && (args.all || m.provider === Option.getOrUndefined(args.provider))
     )
     if (listed.length === 0) {
       return yield* new CommandExit({
