@@ -116,6 +116,9 @@ export const lookupOf = (keyset: Keyset): Envelope.KeyLookup => (id) => {
   return k === undefined ? undefined : Redacted.value(k)
 }
 
+/** Temp copies of the key file left by a killed writer are removed once this old (milliseconds). */
+export const staleKeyTempMs = 60_000
+
 /** The file under the session directory that remembers what `auto` chose. */
 export const rememberedSourceFile = "key-source.json"
 
@@ -272,6 +275,11 @@ export const make = Effect.gen(function*() {
           return { backing: Option.some(b), stored: Option.some(loaded.stored), keyset: loaded.keyset }
         }
         case "file": {
+          // A writer killed mid-replace leaves a temp copy of the keyset beside the key file: remove it once
+          // surely abandoned, so no copy of a (maybe since retired) key lingers.
+          yield* withFs(AtomicFile.sweepTemps(path.dirname(keyFile), yield* Clock.currentTimeMillis, staleKeyTempMs, {
+            target: path.basename(keyFile)
+          }))
           const loaded = yield* load("file", fileBacking, mustExist)
           return { backing: Option.some(fileBacking), stored: Option.some(loaded.stored), keyset: loaded.keyset }
         }

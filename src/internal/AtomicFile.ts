@@ -49,14 +49,23 @@ export const syncDirectory = Effect.fnUntraced(function*(dir: string) {
   yield* Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (d) => d.sync))
 })
 
-/** Removes temp files older than `olderThanMs` left in `dir` by killed writers. */
-export const sweepTemps = Effect.fnUntraced(function*(dir: string, nowMs: number, olderThanMs: number) {
+/**
+ * Removes temp files older than `olderThanMs` left in `dir` by killed writers;
+ * with `target`, only those of that one file (for directories shared with others).
+ */
+export const sweepTemps = Effect.fnUntraced(function*(
+  dir: string,
+  nowMs: number,
+  olderThanMs: number,
+  options?: { readonly target?: string | undefined }
+) {
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
   const names = yield* fs.readDirectory(dir).pipe(Effect.orElseSucceed(() => [] as ReadonlyArray<string>))
+  const prefix = options?.target === undefined ? "." : `.${options.target}${tempInfix}`
   let removed = 0
   for (const name of names) {
-    if (!name.startsWith(".") || !name.includes(tempInfix)) continue
+    if (!name.startsWith(prefix) || !name.includes(tempInfix)) continue
     const full = path.join(dir, name)
     const info = yield* fs.stat(full).pipe(Effect.option)
     if (info._tag === "None") continue
