@@ -160,9 +160,18 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
     // Every record is opened: the record decides, and a damaged one is reported (and set aside) here too.
     yield* Effect.forEach(fileKeys, (fileKey) =>
       Effect.gen(function*() {
-        const data = yield* readBytes(fileOf(fileKey)).pipe(Effect.mapError(fail("list")))
-        if (Option.isNone(data)) return // removed meanwhile
         const entry = entries.get(fileKey)
+        // One unreadable record (a directory in its place, a file we may not read) must not hide every
+        // other session: it is listed from its index entry with the error, or logged when it has none.
+        const read = yield* Effect.result(readBytes(fileOf(fileKey)))
+        if (Result.isFailure(read)) {
+          const detail = `record unreadable: ${read.failure.message}`
+          if (entry === undefined) return yield* Effect.logWarning(`${fileOf(fileKey)}: ${detail}`)
+          out.push({ ...MetadataIndex.metadataOfEntry(entry), lastError: Option.some(detail) })
+          return
+        }
+        const data = read.success
+        if (Option.isNone(data)) return // removed meanwhile
         const opened = yield* Effect.result(readRecord(fileKey, data.value))
         if (Result.isSuccess(opened)) {
           const fresh = MetadataIndex.entryOf(TokenStore.metadataOf(opened.success, backend))
@@ -170,7 +179,13 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
             yield* repair(opened.success.id, Effect.gen(function*() {
               // A concurrent put may have indexed a newer generation since the listing.
               const now = yield* index.get(opened.success.id)
-              if (Option.isSome(now) && now.value.state !== "corrupted" && now.value.generation > fresh.generation) return
+              if (Option.isSome(now) && now.value.state !== "corrupted" && now.value.generation > fresh.generation) {
+                // Only a record that really moved on justifies the entry; an entry claiming a generation
+                // its record does not have is a lie (or a torn update) and is rewritten from the record.
+                const again = yield* readBytes(fileOf(fileKey)).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
+                const reread = Option.isSome(again) ? yield* Effect.result(readRecord(fileKey, again.value)) : undefined
+                if (reread === undefined || Result.isFailure(reread) || reread.success.generation !== fresh.generation) return
+              }
               yield* index.put(fresh)
             }))
           }
