@@ -157,13 +157,16 @@ describe("no secret leaks", () => {
     assert.isTrue(receiver.spans().some((s) => s.name === "Sessions.refreshGrant"))
     outputs.push({ what: "exported telemetry", text: receiver.bodies().join("\n") })
 
-    // Every file under HOME except the store's sealed records.
+    // Every file under HOME, the store's records included: they are sealed, so no secret shows in them either.
     for (const file of walk(home)) {
-      if (/\.token$/.test(file)) continue
       outputs.push({ what: `file ${Path.relative(home, file)}`, text: Fs.readFileSync(file).toString("latin1") })
     }
 
     assert.isAtLeast(secrets.size, 7, "the refreshes issued new tokens")
+    // The authorization code and the PKCE verifier of the login must not show anywhere either.
+    const protocol = server.protocolSecrets()
+    assert.isAtLeast(protocol.length, 2, "the login's code and verifier were seen at the token endpoint")
+    for (const s of protocol) secrets.add(s)
     for (const { text, what } of outputs) {
       for (const secret of secrets) {
         assert.isFalse(text.includes(secret), `${what} contains a secret`)

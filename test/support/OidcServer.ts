@@ -73,6 +73,8 @@ export interface OidcServer {
   /** Enters `userCode` on the verification page and approves (or denies) the device. */
   readonly approveDevice: (userCode: string, options?: { readonly deny?: boolean }) => Promise<void>
   readonly counters: () => Counters
+  /** Authorization codes, PKCE verifiers and device codes clients presented at the token endpoint. */
+  readonly protocolSecrets: () => ReadonlyArray<string>
   readonly close: () => Promise<void>
 }
 
@@ -190,8 +192,15 @@ export const start = async (options: Options = {}): Promise<OidcServer> => {
     grantsRevoked: 0,
     deviceAuthorizations: 0
   }
+  // Protocol secrets the clients sent (authorization codes, PKCE verifiers, device codes),
+  // so leak tests can look for them too.
+  const protocolSecrets = new Set<string>()
   provider.on("grant.success", (ctx) => {
     if (ctx.oidc.params?.["grant_type"] === "refresh_token") counts.refreshSucceeded++
+    for (const k of ["code", "code_verifier", "device_code"]) {
+      const v = ctx.oidc.params?.[k]
+      if (typeof v === "string" && v.length > 0) protocolSecrets.add(v)
+    }
   })
   provider.on("grant.error", (ctx, error: ProviderError) => {
     if (ctx.oidc.params?.["grant_type"] !== "refresh_token" || error.error !== "invalid_grant") return
@@ -252,6 +261,7 @@ export const start = async (options: Options = {}): Promise<OidcServer> => {
     approve: (url, approveOptions) => approve(issuer, url, approveOptions?.deny === true),
     approveDevice: (userCode, approveOptions) => approveDevice(issuer, userCode, approveOptions?.deny === true),
     counters: () => ({ ...counts }),
+    protocolSecrets: () => [...protocolSecrets],
     close
   }
 }
