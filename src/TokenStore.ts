@@ -197,6 +197,12 @@ export interface Shape {
   readonly remove: (id: string) => Effect.Effect<void, TokenStoreError>
   /** Metadata of every session of this namespace, including ones known to be corrupted. */
   readonly list: Effect.Effect<ReadonlyArray<SessionMetadata>, TokenStoreError>
+  /**
+   * True when `list` opens every record, so a damaged one is already listed as
+   * `corrupted` and callers need no `get` per session to verify them (recovery,
+   * `mtsession list`). Absent means false.
+   */
+  readonly listVerifies?: boolean | undefined
   /** A bounded probe: never fails, reports. */
   readonly health: Effect.Effect<Health>
 }
@@ -216,6 +222,7 @@ export const makeMemory = Effect.gen(function*() {
     backend: "memory",
     durability: "process",
     insecure: false,
+    listVerifies: true,
     get: (id) =>
       Effect.flatMap(Ref.get(records), (m) => {
         const r = m.get(id)

@@ -104,8 +104,10 @@ const outcomes = (r: Recovery.RecoveryReport) => Object.fromEntries(r.sessions.m
 const detailOf = (r: Recovery.RecoveryReport, id: string) =>
   Option.getOrElse(r.sessions.find((s) => s.id === id)!.detail, () => "")
 
+/** A store whose `list` does not open records (like the keyring stores) and whose record `id` is damaged. */
 const corruptedStore = (id: string) => (memory: TokenStore.Shape): TokenStore.Shape => ({
   ...memory,
+  listVerifies: false,
   get: (x) =>
     x === id
       ? Effect.fail(new TokenStore.TokenStoreError({ backend: "memory", operation: "get", sessionId: x, reason: { _tag: "Corrupted", detail: "authentication tag mismatch", quarantinedAs: "x.corrupt" } }))
@@ -113,6 +115,17 @@ const corruptedStore = (id: string) => (memory: TokenStore.Shape): TokenStore.Sh
 })
 
 describe("Recovery", () => {
+  it.effect("a store whose list verifies the records is not read twice", () =>
+    withRecovery({
+      records: [session("valid", "a", 60), session("expired", "a", -5)],
+      script: () => ({ _tag: "Refreshed", rotated: true, generation: 1 }),
+      store: (memory) => ({ ...memory, get: () => Effect.die("recovery read a record the listing had verified") })
+    }, (recovery) =>
+      Effect.gen(function*() {
+        const report = yield* recovery.run()
+        assert.deepStrictEqual(outcomes(report), { valid: "recovered", expired: "refreshed" })
+      })))
+
   it.effect("classifies every kind of session and refreshes only what needs it", () =>
     withRecovery({
       records: [

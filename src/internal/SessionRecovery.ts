@@ -148,7 +148,8 @@ export const make = (deps: {
   ) {
     let m = listed
     let record = Option.none<TokenStore.SessionRecord>()
-    if (mode.read && listed.state !== "corrupted") {
+    // The record is read when the listing did not verify it, or validation needs its token.
+    if (mode.read && listed.state !== "corrupted" && (mode.validate || store.listVerifies !== true)) {
       const got = yield* store.get(listed.id).pipe(
         Effect.map((r) => ({ _tag: "Found" as const, record: r })),
         Effect.catch((error) => Effect.succeed({ _tag: "Error" as const, error }))

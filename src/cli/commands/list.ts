@@ -10,10 +10,15 @@ import * as Output from "../Output.js"
 import * as SessionView from "../SessionView.js"
 import * as Services from "../Services.js"
 
-/** Reads every listed record once: damaged ones become `corrupted`, vanished ones are dropped. */
+/**
+ * Every session, each record verified once: by the store's own `list` where it
+ * opens records, else by a `get` each (damaged ones become `corrupted`,
+ * vanished ones are dropped).
+ */
 export const verifiedList = Effect.gen(function*() {
   const store = yield* TokenStore.TokenStore
   const listed = (yield* store.list).filter(TokenStore.isSession)
+  if (store.listVerifies === true) return listed
   const checked = yield* Effect.forEach(listed, (m) =>
     m.state === "corrupted"
       ? Effect.succeed(Option.some(m))
