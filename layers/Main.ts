@@ -47,7 +47,10 @@ export const oauth = OAuthClient.layer.pipe(Layer.provide(FetchHttpClient.layer)
 /**
  * Storage plus sessions: the refresh lock (in the session directory, or in
  * Redis with the fleet store), the OAuth
- * client, and the `Sessions` service embedders call.
+ * client, and the `Sessions` service embedders call. A long-running process
+ * on the fleet store adds `StoreFromConfig.fleetSync` over it, so that its
+ * token cache follows the other instances (not here: a one-shot command
+ * should not open a subscription).
  */
 export const layerSessions = (options: { readonly configPath?: string | undefined; readonly principal?: string | undefined }) => {
   const storage = layer(options)

@@ -7,7 +7,9 @@
 import { Effect, FileSystem, Layer, Path } from "effect"
 import * as FleetSync from "../src/FleetSync.js"
 import * as Keyring from "../src/Keyring.js"
+import * as RedisClaims from "../src/RedisClaims.js"
 import * as RedisLock from "../src/RedisLock.js"
+import type * as RefreshClaims from "../src/RefreshClaims.js"
 import * as RefreshLock from "../src/RefreshLock.js"
 import { SessionConfig } from "../src/SessionConfig.js"
 import * as StoreSelection from "../src/StoreSelection.js"
@@ -78,11 +80,32 @@ export const lock: Layer.Layer<
     : RefreshLock.layerFile))
 
 /**
- * With the fleet store, follows the other instances' changes and sweeps the
- * supervisor on each (see `src/FleetSync.ts`); with any other store, nothing.
- * Provide it over the `RefreshSupervisor` of a long-running process.
+ * With the fleet store, follows the other instances' changes: drops what they
+ * replaced or removed from the `Sessions` cache and sweeps the supervisor
+ * (see `src/FleetSync.ts`); with any other store, nothing. Provide it over
+ * `Sessions` (and the `RefreshSupervisor` of a long-running process).
  */
 export const fleetSync = Layer.unwrap(Effect.map(StoreSelection.StoreSelection, (choice) =>
   choice.backend === "redis"
     ? Layer.effectDiscard(FleetSync.make).pipe(Layer.provide(redisConnection))
+    : Layer.empty))
+
+/**
+ * With the fleet store, the background refresh claims of this instance (see
+ * `src/RefreshClaims.ts`): each session is scheduled by one instance; with any
+ * other store, nothing (every supervisor schedules every session). Provide it
+ * under the `RefreshSupervisor`. Typed as providing nothing because it may:
+ * the supervisor looks the service up as optional.
+ */
+export const claims: Layer.Layer<
+  never,
+  TokenStore.TokenStoreError,
+  StoreSelection.StoreSelection | SessionConfig | UserContext
+> = Layer.unwrap(Effect.map(StoreSelection.StoreSelection, (choice) =>
+  choice.backend === "redis"
+    ? RedisClaims.layer.pipe(Layer.provide(redisConnection)) as Layer.Layer<
+      RefreshClaims.RefreshClaims,
+      TokenStore.TokenStoreError,
+      SessionConfig | UserContext
+    > as Layer.Layer<never, TokenStore.TokenStoreError, SessionConfig | UserContext>
     : Layer.empty))

@@ -20,54 +20,39 @@
  * retried within the refresh); one that needs re-authentication is not
  * scheduled again until the user logs in.
  *
+ * In a fleet (a `RefreshClaims` service in the context, see
+ * `RefreshClaims.ts`), each refreshable session is scheduled by the one
+ * instance that holds its claim; claims are renewed, spread and taken over
+ * from dead instances every `RefreshClaims.renewalInterval`. Without claims
+ * every supervisor schedules every session and the refresh lock keeps one
+ * refresh per grant.
+ *
  * The supervisor is a scoped layer: building it starts the work, closing its
- * scope interrupts every timer, waiting and running refresh.
+ * scope interrupts every timer, waiting and running refresh. The plan (when)
+ * is `internal/RefreshPlan.ts`, the admission `internal/RefreshQueue.ts`, the
+ * per-session timers `internal/RefreshSchedule.ts`.
  */
-import {
-  Cause,
-  Context,
-  DateTime,
-  Duration,
-  Effect,
-  Exit,
-  FiberMap,
-  FiberSet,
-  HashMap,
-  Layer,
-  Metric,
-  Option,
-  Random,
-  Ref,
-  Schedule,
-  Semaphore
-} from "effect"
+import { Cause, Context, DateTime, Duration, Effect, Layer, Option, Ref, Schedule } from "effect"
+import * as RefreshPlan from "./internal/RefreshPlan.js"
+import * as RefreshQueue from "./internal/RefreshQueue.js"
+import * as RefreshSchedule from "./internal/RefreshSchedule.js"
 import * as Metrics from "./Metrics.js"
+import * as RefreshClaims from "./RefreshClaims.js"
 import { SessionConfig } from "./SessionConfig.js"
 import * as Sessions from "./Sessions.js"
 import * as TokenCleanup from "./TokenCleanup.js"
 import * as TokenStore from "./TokenStore.js"
 
-/** The share of the refresh threshold by which a refresh is moved earlier at random (never later). */
-export const jitterFraction = 0.1
-
-/** How much earlier than `expires_at - threshold` a refresh may run: {@link jitterFraction} of the threshold. */
-export const jitterWindow = (threshold: Duration.Duration): Duration.Duration => Duration.times(threshold, jitterFraction)
-
-/** The longest wait before a failed refresh is tried again. */
-export const failureBackoffCap = Duration.minutes(5)
-
-/** The wait after a failed refresh: half the threshold, at most {@link failureBackoffCap}. */
-export const failureBackoff = (threshold: Duration.Duration): Duration.Duration =>
-  Duration.min(Duration.times(threshold, 0.5), failureBackoffCap)
-
-/** The wait before a session turned away by a full queue asks again (jittered by ±20%). */
-export const overflowRetryDelay = Duration.seconds(30)
-
-/** How a session turned away by a full queue is retried: spaced, jittered, forever. */
-export const overflowSchedule = Schedule.spaced(overflowRetryDelay).pipe(Schedule.jittered)
-
-/** The least time between two refreshes of one session (tokens living shorter than the threshold). */
-export const minRefreshSpacing = Duration.seconds(30)
+export {
+  delayUntilRefresh,
+  failureBackoff,
+  failureBackoffCap,
+  jitterFraction,
+  jitterWindow,
+  minRefreshSpacing,
+  overflowRetryDelay,
+  overflowSchedule
+} from "./internal/RefreshPlan.js"
 
 /** The tag of a refresh outcome, as the status reports it. */
 export type OutcomeTag = Sessions.RefreshOutcome["_tag"]
@@ -110,48 +95,6 @@ export class RefreshSupervisor extends Context.Service<RefreshSupervisor, Shape>
   "magictunnel-session/RefreshSupervisor"
 ) {}
 
-type Phase = "scheduled" | "waiting" | "running" | "idle"
-
-interface Entry extends SessionStatus {
-  readonly phase: Phase
-  /** What the schedule was computed from; the sweep compares it with the store. */
-  readonly seen: string
-}
-
-/** A session can be refreshed in the background: active, with a refresh token and an expiry. */
-const refreshable = (m: TokenStore.SessionMetadata): boolean =>
-  m.state === "active" && m.hasRefreshToken && Option.isSome(m.expiresAt)
-
-const seenOf = (m: TokenStore.SessionMetadata): string =>
-  `${m.state}|${m.hasRefreshToken}|${m.generation}|${Option.match(m.expiresAt, { onNone: () => "", onSome: DateTime.toEpochMillis })}`
-
-const expiryMillis = (m: TokenStore.SessionMetadata): number =>
-  Option.match(m.expiresAt, { onNone: () => Number.POSITIVE_INFINITY, onSome: DateTime.toEpochMillis })
-
-/**
- * The delay until a session's next refresh: `expires_at - threshold`, earlier
- * by a random share of {@link jitterWindow}. Inside the threshold already:
- * right away, or, just after a refresh (a token that lives shorter than the
- * threshold), half its remaining life; after a refresh never sooner than
- * {@link minRefreshSpacing}.
- */
-export const delayUntilRefresh = Effect.fnUntraced(function*(
-  expiresAtMillis: number,
-  nowMillis: number,
-  threshold: Duration.Duration,
-  afterRefresh: boolean
-) {
-  const dueMillis = expiresAtMillis - Duration.toMillis(threshold)
-  const jitter = (yield* Random.next) * Duration.toMillis(jitterWindow(threshold))
-  const delay = dueMillis > nowMillis
-    ? Math.max(0, dueMillis - jitter - nowMillis)
-    : afterRefresh
-    ? (expiresAtMillis - nowMillis) / 2
-    : 0
-  // Whole milliseconds, rounded down: never later than planned.
-  return Duration.millis(Math.floor(afterRefresh ? Math.max(delay, Duration.toMillis(minRefreshSpacing)) : delay))
-})
-
 /** Builds the supervisor; with background refresh off it is inert and reports `enabled: false`. */
 export const make = Effect.fnUntraced(function*(options?: {
   /** Also run `TokenCleanup` every `token_cleanup_interval_hours` (default true). */
@@ -160,26 +103,21 @@ export const make = Effect.fnUntraced(function*(options?: {
   const config = yield* SessionConfig
   const store = yield* TokenStore.TokenStore
   const sessions = yield* Sessions.Sessions
+  const claims = yield* Effect.serviceOption(RefreshClaims.RefreshClaims)
   const settings = config.settings.tokenRefresh
   const enabled = settings.enabled && settings.backgroundRefreshEnabled
   const threshold = Duration.minutes(settings.refreshThresholdMinutes)
-  const entries = yield* Ref.make(HashMap.empty<string, Entry>())
-  const load = yield* Ref.make({ waiting: 0, inFlight: 0, overflow: 0 })
   const alive = yield* Ref.make(false)
+  const queue = yield* RefreshQueue.make({ limit: settings.concurrentRefreshLimit, size: settings.refreshQueueSize })
+  // The timers call back into `enter`, defined below once the schedule exists.
+  const schedule = yield* RefreshSchedule.make({
+    threshold,
+    fire: (id): Effect.Effect<void, "QueueFull"> => Effect.suspend(() => enter(id).pipe(Effect.retry(RefreshPlan.overflowSchedule)))
+  })
 
   const status = Effect.gen(function*() {
-    const m = yield* Ref.get(entries)
-    const l = yield* Ref.get(load)
-    const sessions = HashMap.toValues(m)
-      .map(({ id, lastError, lastOutcome, lastRefreshAt, nextRefreshAt, provider }): SessionStatus => ({
-        id,
-        provider,
-        nextRefreshAt,
-        lastRefreshAt,
-        lastOutcome,
-        lastError
-      }))
-      .sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+    const l = yield* queue.load
+    const sessions = yield* schedule.snapshot
     return {
       enabled,
       alive: yield* Ref.get(alive),
@@ -194,93 +132,27 @@ export const make = Effect.fnUntraced(function*(options?: {
     yield* Effect.logDebug("background refresh is off (token_refresh.enabled / background_refresh_enabled)")
     return RefreshSupervisor.of({ status, sweep: Effect.void })
   }
+  const { arm, begin, entryOf, forget, idle, note, nowMillis, rearm, retain, track } = schedule
 
-  const timers = yield* FiberMap.make<string>()
-  const running = yield* FiberSet.make()
-  const slots = yield* Semaphore.make(settings.concurrentRefreshLimit)
-  const nowMillis = Effect.map(DateTime.now, DateTime.toEpochMillis)
-
-  const entryOf = (id: string) => Effect.map(Ref.get(entries), HashMap.get(id))
-
-  const forget = (id: string) =>
-    Ref.update(entries, HashMap.remove(id)).pipe(Effect.andThen(FiberMap.remove(timers, id)))
-
-  /** Sets the one timer of a session (replacing any), due after `delay`. */
-  const arm = (id: string, delay: Duration.Duration) =>
-    Effect.gen(function*() {
-      const at = DateTime.makeUnsafe((yield* nowMillis) + Duration.toMillis(delay))
-      const present = yield* Ref.modify(entries, (m) =>
-        Option.match(HashMap.get(m, id), {
-          onNone: () => [false, m] as const,
-          onSome: (e) => [true, HashMap.set(m, id, { ...e, phase: "scheduled" as const, nextRefreshAt: Option.some(at) })] as const
-        }))
-      // Not started immediately: a timer due now could otherwise refresh and re-arm itself before it is registered.
-      if (present) yield* FiberMap.run(timers, id, timer(id, delay), { startImmediately: false })
-    })
-
-  /** Leaves a session unscheduled (needs re-authentication, corrupted, not refreshable). */
-  const idle = (id: string) =>
-    Ref.update(entries, HashMap.modify(id, (e) => ({ ...e, phase: "idle" as const, nextRefreshAt: Option.none() }))).pipe(
-      Effect.andThen(FiberMap.remove(timers, id))
-    )
-
-  const note = (id: string, patch: Partial<Entry> | ((e: Entry) => Partial<Entry>)) =>
-    Ref.update(entries, HashMap.modify(id, (e) => ({ ...e, ...(typeof patch === "function" ? patch(e) : patch) })))
-
-  /**
-   * Takes a place in the queue (or counts an overflow and fails, so that the
-   * timer asks again later), waits for a refresh slot, then hands the refresh
-   * to its own fiber. Only the waits are interruptible: the queue place and
-   * the slot are never lost, and a session already running is never started
-   * twice.
-   */
-  const enter = (id: string) =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function*() {
-        if (Option.isNone(yield* entryOf(id))) return
-        const admitted = yield* Ref.modify(load, (l) =>
-          l.waiting < settings.refreshQueueSize
-            ? [true, { ...l, waiting: l.waiting + 1 }] as const
-            : [false, { ...l, overflow: l.overflow + 1 }] as const)
-        yield* Effect.flatMap(Ref.get(load), (l) => Metric.update(Metrics.queueDepth, l.waiting))
-        if (!admitted) {
-          const at = DateTime.makeUnsafe((yield* nowMillis) + Duration.toMillis(overflowRetryDelay))
+  /** Queues the refresh of a session; a full queue is noted and logged, and the timer asks again later. */
+  const enter = (id: string): Effect.Effect<void, "QueueFull"> =>
+    queue.enter({
+      present: Effect.map(entryOf(id), (e) => Option.isSome(e)),
+      onWaiting: note(id, { phase: "waiting" }),
+      begin: begin(id),
+      work: refreshOne(id)
+    }).pipe(
+      Effect.tapError(() =>
+        Effect.gen(function*() {
+          const at = DateTime.makeUnsafe((yield* nowMillis) + Duration.toMillis(RefreshPlan.overflowRetryDelay))
           yield* note(id, { nextRefreshAt: Option.some(at) })
           yield* Effect.logWarning(
             `refresh queue full (refresh_queue_size ${settings.refreshQueueSize}): session ${id} will be tried again in about ${
-              Duration.format(overflowRetryDelay)
+              Duration.format(RefreshPlan.overflowRetryDelay)
             }`
           )
-          return yield* Effect.fail("QueueFull" as const)
-        }
-        yield* note(id, { phase: "waiting" })
-        const acquired = yield* Effect.exit(restore(slots.take(1)))
-        const waiting = yield* Ref.modify(load, (l) => [l.waiting - 1, { ...l, waiting: l.waiting - 1 }] as const)
-        yield* Metric.update(Metrics.queueDepth, waiting)
-        if (Exit.isFailure(acquired)) return yield* acquired
-        const go = yield* Ref.modify(entries, (m) =>
-          Option.match(HashMap.get(m, id), {
-            onNone: () => [false, m] as const,
-            onSome: (e) =>
-              e.phase === "running"
-                ? [false, m] as const
-                : [true, HashMap.set(m, id, { ...e, phase: "running" as const, nextRefreshAt: Option.none() })] as const
-          }))
-        if (!go) return yield* slots.release(1)
-        yield* Ref.update(load, (l) => ({ ...l, inFlight: l.inFlight + 1 }))
-        yield* FiberSet.run(
-          running,
-          Effect.interruptible(refreshOne(id)).pipe(
-            Effect.ensuring(Ref.update(load, (l) => ({ ...l, inFlight: l.inFlight - 1 })).pipe(Effect.andThen(slots.release(1))))
-          )
-        )
-      })
-    )
-
-  const timer = (id: string, delay: Duration.Duration): Effect.Effect<void> =>
-    Effect.sleep(delay).pipe(
-      Effect.andThen(enter(id).pipe(Effect.retry(overflowSchedule))),
-      Effect.catch(() => Effect.void)
+        })
+      )
     )
 
   /** The session as stored now: metadata, or why it cannot be read. */
@@ -296,17 +168,9 @@ export const make = Effect.fnUntraced(function*(options?: {
       )
     )
 
-  /** Schedules from what the store holds now. */
-  const rearm = (id: string, meta: TokenStore.SessionMetadata, afterRefresh: boolean) =>
-    Effect.gen(function*() {
-      yield* note(id, (e) => ({ seen: seenOf(meta), lastRefreshAt: Option.orElse(meta.lastRefreshAt, () => e.lastRefreshAt) }))
-      if (!refreshable(meta)) return yield* idle(id)
-      yield* arm(id, yield* delayUntilRefresh(expiryMillis(meta), yield* nowMillis, threshold, afterRefresh))
-    })
-
   const backoff = (id: string, lastError: string) =>
     note(id, { lastOutcome: Option.some("Failed"), lastError: Option.some(lastError) }).pipe(
-      Effect.andThen(arm(id, failureBackoff(threshold)))
+      Effect.andThen(arm(id, RefreshPlan.failureBackoff(threshold)))
     )
 
   // A root span: the timer that started it was set by a sweep or an earlier refresh long finished.
@@ -321,10 +185,10 @@ export const make = Effect.fnUntraced(function*(options?: {
     }
     const meta = before.meta
     yield* Effect.annotateCurrentSpan({ "session.provider": meta.provider, "session.backend": meta.backend })
-    if (!refreshable(meta)) return yield* rearm(id, meta, false)
+    if (!RefreshPlan.refreshable(meta)) return yield* rearm(id, meta, false)
     // Another process (or a caller of this one) refreshed since the timer was set: nothing to do yet.
     const now = yield* nowMillis
-    if (expiryMillis(meta) - now > Duration.toMillis(threshold) + Duration.toMillis(jitterWindow(threshold))) {
+    if (RefreshPlan.expiryMillis(meta) - now > Duration.toMillis(threshold) + Duration.toMillis(RefreshPlan.jitterWindow(threshold))) {
       return yield* rearm(id, meta, false)
     }
 
@@ -360,7 +224,7 @@ export const make = Effect.fnUntraced(function*(options?: {
       }
       case "Failed": {
         yield* Effect.logWarning(
-          `background refresh of ${id} failed (${outcome.reason}); trying again in ${Duration.format(failureBackoff(threshold))}`
+          `background refresh of ${id} failed (${outcome.reason}); trying again in ${Duration.format(RefreshPlan.failureBackoff(threshold))}`
         )
         return yield* backoff(id, outcome.reason)
       }
@@ -376,44 +240,45 @@ export const make = Effect.fnUntraced(function*(options?: {
     }
   })
 
-  /** Brings one listed session into the schedule, unless its schedule is already up to date or it is refreshing. */
-  const track = (meta: TokenStore.SessionMetadata) =>
+  // With claims: the last listing, and the refreshable sessions this instance holds.
+  const listing = yield* Ref.make<ReadonlyArray<TokenStore.SessionMetadata>>([])
+  const owned = yield* Ref.make<ReadonlySet<string>>(new Set())
+
+  /**
+   * Brings the schedule in line with a listing: without claims every session;
+   * with claims the refreshable sessions this instance holds (after renewing
+   * and claiming), plus the others unscheduled so that status shows them.
+   * `full`: re-track every session held (a fresh listing), else only those
+   * just gained (the listing may be stale; a refresh re-reads the store).
+   */
+  const reconcile = (listed: ReadonlyArray<TokenStore.SessionMetadata>, full: boolean) =>
     Effect.gen(function*() {
-      const seen = seenOf(meta)
-      const decision = yield* Ref.modify(entries, (m) => {
-        const current = HashMap.get(m, meta.id)
-        if (Option.isSome(current) && (current.value.phase === "running" || current.value.seen === seen)) {
-          return ["keep", m] as const
-        }
-        const base: Entry = Option.getOrElse(current, (): Entry => ({
-          id: meta.id,
-          provider: meta.provider,
-          phase: "idle",
-          seen,
-          nextRefreshAt: Option.none(),
-          lastRefreshAt: meta.lastRefreshAt,
-          lastOutcome: Option.none(),
-          lastError: meta.lastError
-        }))
-        const next: Entry = { ...base, seen, lastRefreshAt: Option.orElse(meta.lastRefreshAt, () => base.lastRefreshAt) }
-        return [refreshable(meta) ? "arm" : "idle", HashMap.set(m, meta.id, next)] as const
-      })
-      if (decision === "arm") {
-        yield* arm(meta.id, yield* delayUntilRefresh(expiryMillis(meta), yield* nowMillis, threshold, false))
-      } else if (decision === "idle") {
-        yield* idle(meta.id)
-      }
+      const before = yield* Ref.get(owned)
+      const candidates = listed.filter(RefreshPlan.refreshable).map((m) => m.id)
+      const held: ReadonlySet<string> = Option.isNone(claims)
+        ? new Set(candidates)
+        : yield* claims.value.sync(candidates).pipe(
+          Effect.catch((e) =>
+            Effect.as(
+              Effect.logWarning(`refresh supervisor: ${e.message}; keeping the sessions it had`),
+              new Set(candidates.filter((id) => before.has(id)))
+            )
+          )
+        )
+      yield* Ref.set(owned, held)
+      const mine = (m: TokenStore.SessionMetadata) => !RefreshPlan.refreshable(m) || held.has(m.id)
+      yield* Effect.forEach(
+        listed.filter((m) => mine(m) && (full || !before.has(m.id))),
+        track,
+        { discard: true }
+      )
+      yield* retain(new Set(listed.filter(mine).map((m) => m.id)))
     })
 
   const sweep = Effect.fn("RefreshSupervisor.sweep", { root: true })(function*() {
     const listed = yield* store.list
-    const ids = new Set(listed.map((m) => m.id))
-    yield* Effect.forEach(listed, track, { discard: true })
-    const known = yield* Ref.get(entries)
-    for (const [id, entry] of known) {
-      // A refresh in flight finds the session gone when it re-reads the store, and forgets it then.
-      if (!ids.has(id) && entry.phase !== "running") yield* forget(id)
-    }
+    yield* Ref.set(listing, listed)
+    yield* reconcile(listed, true)
     yield* Effect.annotateCurrentSpan("sessions", listed.length)
     yield* Metrics.sessionsListed(listed)
   })
@@ -425,6 +290,15 @@ export const make = Effect.fnUntraced(function*(options?: {
     Effect.ensuring(Ref.set(alive, false)),
     Effect.forkScoped
   )
+  if (Option.isSome(claims)) {
+    // Renewing and spreading claims needs no listing: the last one names the candidates.
+    yield* Ref.get(listing).pipe(
+      Effect.flatMap((listed) => reconcile(listed, false)),
+      Effect.repeat(Schedule.spaced(RefreshClaims.renewalInterval(claims.value.lease))),
+      Effect.delay(RefreshClaims.renewalInterval(claims.value.lease)),
+      Effect.forkScoped
+    )
+  }
   if (options?.cleanup ?? true) yield* Effect.forkScoped(TokenCleanup.runScheduled)
 
   return RefreshSupervisor.of({ status, sweep: sweep() })

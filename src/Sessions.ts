@@ -150,6 +150,18 @@ export interface Shape {
 /** The sessions of this process's user context. */
 export class Sessions extends Context.Service<Sessions, Shape>()("magictunnel-session/Sessions") {}
 
+/**
+ * What another instance of a fleet changed, told to this process's `Sessions`
+ * (by `FleetSync`): not part of {@link Shape}, and built by {@link layer} beside it.
+ */
+export class CacheInvalidation extends Context.Service<CacheInvalidation, {
+  /**
+   * A session was written with `generation` elsewhere (its cached token is
+   * dropped when older), or removed (`None`: forgotten).
+   */
+  readonly invalidate: (id: string, generation: Option.Option<number>) => Effect.Effect<void>
+}>()("magictunnel-session/Sessions/CacheInvalidation") {}
+
 // -----------------------------------------------------------------------------
 // Implementation
 // -----------------------------------------------------------------------------
@@ -175,8 +187,8 @@ const providerOfId = (id: string) => id.split("~")[0] ?? id
 const reasonTag = (reason: Reason): string =>
   reason._tag === "UnknownProvider" ? "UnknownProvider" : `${reason._tag}: ${reason.error.reason._tag}`
 
-/** Builds the service; refreshes run in the layer's scope, so an interrupted caller never strands one. */
-export const make = Effect.gen(function*() {
+/** Builds the service and its cache invalidation; refreshes run in the scope. */
+const build = Effect.gen(function*() {
   const store = AuditLog.auditStore(Metrics.observeStore(yield* TokenStore.TokenStore))
   const lock = yield* RefreshLock.RefreshLock
   const oauth = yield* OAuthClient.OAuthClient
@@ -322,7 +334,11 @@ export const make = Effect.gen(function*() {
     loginTimeout: defaultLoginTimeout
   })
 
-  return Sessions.of({
+  const invalidation = CacheInvalidation.of({
+    invalidate: (id, generation) => Effect.sync(() => cache.invalidate(id, Option.getOrUndefined(generation)))
+  })
+
+  const service = Sessions.of({
     getAccessToken,
     refresh,
     login: Effect.fn("Sessions.login")(function*(provider: string, options: LoginOptions) {
@@ -363,11 +379,17 @@ export const make = Effect.gen(function*() {
       return results
     })
   })
+  return { service, invalidation }
 })
 
-/** The sessions of this process's user context. */
+/** Builds the service; refreshes run in the layer's scope, so an interrupted caller never strands one. */
+export const make = Effect.map(build, ({ service }) => service)
+
+/** The sessions of this process's user context, and the hook that keeps its cache in step with a fleet. */
 export const layer: Layer.Layer<
-  Sessions,
+  Sessions | CacheInvalidation,
   never,
   TokenStore.TokenStore | RefreshLock.RefreshLock | OAuthClient.OAuthClient | SessionConfig.SessionConfig | UserContext.UserContext
-> = Layer.effect(Sessions, make)
+> = Layer.effectContext(
+  Effect.map(build, ({ invalidation, service }) => Context.make(Sessions, service).pipe(Context.add(CacheInvalidation, invalidation)))
+)

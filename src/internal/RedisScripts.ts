@@ -12,6 +12,8 @@
  *   <prefix>{ns}:fence                   counter: one fencing token per lock acquisition
  *   <prefix>{ns}:corrupt:<fileKey>:<ms>  a record that did not open, set aside
  *   <prefix>{ns}:events                  pub/sub channel: put / remove of a session
+ *   <prefix>{ns}:claim:<fileKey>         background refresh claim: instance name, PX lease
+ *   <prefix>{ns}:instances               sorted set: live instances, scored by lease end (ms)
  *
  * The put script is the compare-and-set: a record whose generation is lower
  * than the stored one is refused (`stale`), and a write made under a refresh
@@ -33,7 +35,9 @@ export const keysOf = (prefix: string, namespace: string) => {
     lock: (fileKey: string) => `${base}:lock:${fileKey}`,
     fence: `${base}:fence`,
     corrupt: (fileKey: string, ms: number) => `${base}:corrupt:${fileKey}:${ms}`,
-    events: `${base}:events`
+    events: `${base}:events`,
+    claim: (fileKey: string) => `${base}:claim:${fileKey}`,
+    instances: `${base}:instances`
   }
 }
 
@@ -124,5 +128,52 @@ if not holder then return 0 end
 local ok, h = pcall(cjson.decode, holder)
 if not ok or h.token ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
+return 1
+`)
+
+/**
+ * One renewal of the background refresh claims (the algorithm of
+ * `RefreshClaims.step`, on Redis's clock). KEYS: instances, then one claim key
+ * per candidate session. ARGV: instance, lease (ms), then the session ids in
+ * the order of the claim keys. Returns the ids this instance holds now.
+ */
+export const claimSync = script(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local me = ARGV[1]
+local lease = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + lease, me)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], lease * 2)
+local share = math.ceil((#KEYS - 1) / redis.call('ZCARD', KEYS[1]))
+local out = {}
+local free = {}
+for i = 2, #KEYS do
+  local owner = redis.call('GET', KEYS[i])
+  if owner == me then
+    if #out < share then
+      redis.call('PEXPIRE', KEYS[i], lease)
+      out[#out + 1] = ARGV[i + 1]
+    else
+      redis.call('DEL', KEYS[i])
+    end
+  elseif not owner then
+    free[#free + 1] = i
+  end
+end
+for _, i in ipairs(free) do
+  if #out >= share then break end
+  redis.call('SET', KEYS[i], me, 'PX', lease)
+  out[#out + 1] = ARGV[i + 1]
+end
+return out
+`)
+
+/** Gives up claims and the presence. KEYS: instances, then claim keys. ARGV: instance. */
+export const claimRelease = script(`
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
 `)

@@ -9,7 +9,8 @@
  *
  * Only records already persisted are put here (persist before exposing),
  * and a slot is emptied when its session is logged out or needs
- * re-authentication. State lives in the instance, one per Sessions layer.
+ * re-authentication, here or (through `invalidate`, fed by `FleetSync`) on
+ * another instance of a fleet. State lives in the instance, one per Sessions layer.
  * The maps are plain `Map`s on purpose: `MutableHashMap.get` allocates an
  * `Option` and dispatches through `dual`, which costs about 0.4 us per
  * lookup, more than everything else on the cached path together.
@@ -31,6 +32,8 @@ interface Slot {
   readonly id: string
   readonly provider: string
   entry: Entry | undefined
+  /** The newest generation another instance announced: an older record is never cached again. */
+  floor: number
 }
 
 /** Epoch ms until which a record's access token is valid: `-Infinity` without one, `Infinity` without an expiry. */
@@ -55,7 +58,7 @@ export const make = () => {
   const slotOf = (id: string, provider: string): Slot => {
     const existing = slots.get(id)
     if (existing !== undefined) return existing
-    const slot: Slot = { id, provider, entry: undefined }
+    const slot: Slot = { id, provider, entry: undefined, floor: 0 }
     slots.set(id, slot)
     return slot
   }
@@ -70,7 +73,9 @@ export const make = () => {
     lookup: (requestKey: string): Entry | undefined => aliases.get(requestKey)?.entry,
     /** Records what is now persisted for a session. */
     update: (record: TokenStore.SessionRecord): void => {
-      slotOf(record.id, record.provider).entry = entryOf(record)
+      const slot = slotOf(record.id, record.provider)
+      // A read that raced with another instance's write must not bring back what it replaced.
+      if (record.generation >= slot.floor) slot.entry = entryOf(record)
     },
     /** Makes `requestKey` resolve to the session `id`. */
     alias: (requestKey: string, id: string, provider: string): void => {
@@ -83,6 +88,22 @@ export const make = () => {
       slot.entry = undefined
       slots.delete(id)
       removeAliases((aliased) => aliased === slot)
+    },
+    /**
+     * Another instance changed a session: a newer `generation` empties its
+     * entry (the next call reads the store); a removal (`undefined`) forgets it.
+     */
+    invalidate: (id: string, generation: number | undefined): void => {
+      const slot = slots.get(id)
+      if (slot === undefined) return
+      if (generation === undefined) {
+        slot.entry = undefined
+        slots.delete(id)
+        removeAliases((aliased) => aliased === slot)
+        return
+      }
+      slot.floor = Math.max(slot.floor, generation)
+      if (slot.entry !== undefined && slot.entry.generation < generation) slot.entry = undefined
     },
     /** Forgets which session serves which request of a provider (a login may have added a better match). */
     dropAliases: (provider: string): void => {

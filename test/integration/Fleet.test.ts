@@ -4,7 +4,9 @@
  * started here, against the real authorization server. One login is seen by
  * every instance; concurrent demand for an expired token on three instances
  * causes exactly one refresh; an instance killed while holding a grant's
- * refresh lock delays the others by at most one lease; Redis restarted with
+ * refresh lock delays the others by at most one lease; a token refreshed or
+ * logged out on one instance stops being served by another that held it in
+ * memory, without waiting for it to expire; Redis restarted with
  * AOF loses nothing; while Redis is down, instances keep serving the tokens
  * they hold, report unhealthy, and recover when it returns.
  */
@@ -187,6 +189,35 @@ describe("Fleet mode (Redis)", () => {
         assert.strictEqual(new Set(tokens).size, 1, tokens.join("\n"))
         assert.strictEqual(server.counters().refreshSucceeded - before.refreshSucceeded, 1)
         assert.strictEqual(server.counters().refreshReuseDetected, before.refreshReuseDetected)
+      }).pipe(Effect.provide(layer))
+    }).pipe(Effect.scoped))
+
+  it.live("a token refreshed or logged out on one instance stops being served from another's memory at once", () =>
+    Effect.gen(function*() {
+      const { env, layer, login, server } = yield* fleet()
+      yield* Effect.gen(function*() {
+        const sessions = yield* Sessions.Sessions
+        const first = yield* login
+        const worker = yield* spawnWorker(env)
+        assert.deepStrictEqual(tokensOf(yield* worker.ask("token test 1")), [first], "now cached in the worker")
+        // Tokens live 300 s here: without the change feed the worker would serve `first` for minutes.
+        const before = server.counters()
+        assert.strictEqual((yield* sessions.refresh("test", { force: true }))._tag, "Refreshed")
+        const second = Redacted.value(yield* sessions.getAccessToken("test"))
+        assert.notStrictEqual(second, first)
+        const served = yield* worker.ask("token test 1").pipe(
+          Effect.filterOrFail((a) => tokensOf(a)[0] === second, () => new WorkerError({ message: "still the token it held before" })),
+          Effect.retry({ schedule: Schedule.spaced("50 millis"), times: 40 })
+        )
+        assert.deepStrictEqual(tokensOf(served), [second])
+        assert.strictEqual(server.counters().refreshSucceeded - before.refreshSucceeded, 1, "the worker re-read, it did not refresh")
+
+        yield* sessions.logout("test", { revoke: true })
+        const refused = yield* worker.ask("token test 1").pipe(
+          Effect.filterOrFail((a) => a.error !== undefined, () => new WorkerError({ message: "still serving the logged-out token" })),
+          Effect.retry({ schedule: Schedule.spaced("50 millis"), times: 40 })
+        )
+        assert.strictEqual(refused.error, "ReauthRequired")
       }).pipe(Effect.provide(layer))
     }).pipe(Effect.scoped))
 

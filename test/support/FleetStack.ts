@@ -18,14 +18,17 @@ import * as UserContext from "../../src/UserContext.js"
 
 const platform = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer)
 
-/** Sessions over the fleet store and lock the configuration selects. */
+/** Sessions over the fleet store and lock the configuration selects, kept in step with the fleet by `FleetSync`. */
 export const stack = <E>(config: Layer.Layer<SessionConfig.SessionConfig, E>) => {
   const base = Layer.mergeAll(config, platform)
   const withUser = Layer.merge(base, UserContext.layer.pipe(Layer.provide(base)))
   const storage = StoreFromConfig.layer.pipe(Layer.provideMerge(withUser))
   const lock = StoreFromConfig.lock.pipe(Layer.provide(storage))
   const oauth = OAuthClient.layer.pipe(Layer.provide(NodeHttpClient.layerUndici))
-  return Sessions.layer.pipe(Layer.provideMerge(Layer.mergeAll(storage, lock, oauth)))
+  return StoreFromConfig.fleetSync.pipe(
+    Layer.provideMerge(Sessions.layer),
+    Layer.provideMerge(Layer.mergeAll(storage, lock, oauth))
+  )
 }
 
 /** Writes the YAML every instance loads: the Redis store at `redisUrl`, one provider. */

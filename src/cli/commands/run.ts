@@ -72,10 +72,12 @@ export const run = Command.make("run", {
     return yield* Effect.never
   }).pipe(
     Effect.scoped,
-    // With the Redis store, other instances' changes re-sweep the supervisor at once.
+    // With the Redis store, other instances' changes re-sweep the supervisor and update the
+    // token cache at once, and each session's background refresh is claimed by one instance.
     Effect.provide(
       StoreFromConfig.fleetSync.pipe(
         Layer.provideMerge(RefreshSupervisor.layer),
+        Layer.provideMerge(StoreFromConfig.claims),
         Layer.provideMerge(Services.recovery)
       )
     )
