@@ -256,16 +256,23 @@ const build = Effect.gen(function*() {
       return entry.token
     })
 
-  const slowGet = Effect.fn("Sessions.getAccessToken")(function*(
+  // Untraced on purpose: a thousand callers joining one refresh in flight would each open a
+  // span (7-25 ms per thousand in the herd benchmark); only the caller that starts it does.
+  const slowGet = Effect.fnUntraced(function*(
     provider: string,
     request: TokenRequest | undefined,
     key: string,
     needMs: number
   ) {
-    yield* annotate(provider)
     const settings = request?.settings ?? (yield* settingsOf("getAccessToken", provider))
     // Callers asking the same thing share one selection and one refresh.
-    const { value } = yield* requests.run(`${key}\u0001${needMs}`, obtain(settings, request, key, needMs))
+    const { value } = yield* requests.run(
+      `${key}\u0001${needMs}`,
+      annotate(provider).pipe(
+        Effect.andThen(obtain(settings, request, key, needMs)),
+        Effect.withSpan("Sessions.getAccessToken")
+      )
+    )
     return value
   })
 
