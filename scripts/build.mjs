@@ -19,7 +19,8 @@ await build({
   sourcemap: "linked",
   legalComments: "none",
   // The native keyring binding stays a real dependency, loaded lazily only when a keyring is used.
-  external: ["@napi-rs/keyring", "@opentelemetry/*", "@effect/opentelemetry", "@effect/opentelemetry/*"],
+  // So are Redis (fleet mode) and OpenTelemetry: imported only when configured, from node_modules.
+  external: ["@napi-rs/keyring", "redis", "@redis/*", "@opentelemetry/*", "@effect/opentelemetry", "@effect/opentelemetry/*"],
   define: { __MTSESSION_VERSION__: JSON.stringify(pkg.version) },
   banner: {
     js: "import { createRequire as __mtsCreateRequire } from 'node:module'; const require = __mtsCreateRequire(import.meta.url);"
