@@ -6,20 +6,28 @@
  *
  * Flags: `--json` prints one JSON document on stdout instead of the table
  * (progress stays on stderr); `--only=<name>[,<name>]` runs some of
- * `cached`, `herd`, `recovery`.
+ * `cached`, `herd`, `recovery`, `coldstart`, `peer`, `store`, `processes`.
  *
  * The cached-token benchmark runs first: its nanosecond figures need a
  * process whose JIT has not yet seen the herd and the recovery.
  */
 import * as CachedToken from "./CachedToken.js"
+import * as ColdStart from "./ColdStart.js"
 import * as Herd from "./Herd.js"
+import * as Peer from "./Peer.js"
+import * as Processes from "./Processes.js"
 import { load, machine, progress, ratioOf, type Row, table } from "./Measure.js"
 import * as StartupRecovery from "./StartupRecovery.js"
+import * as Store from "./Store.js"
 
 const benchmarks: ReadonlyArray<readonly [string, () => Promise<ReadonlyArray<Row>>]> = [
   ["cached", CachedToken.run],
+  ["peer", Peer.run],
   ["herd", Herd.run],
-  ["recovery", StartupRecovery.run]
+  ["recovery", StartupRecovery.run],
+  ["coldstart", ColdStart.run],
+  ["store", Store.run],
+  ["processes", Processes.run]
 ]
 
 const args = process.argv.slice(2)
