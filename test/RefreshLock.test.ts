@@ -1,35 +1,16 @@
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as NodePathModule from "node:path"
 import { Context, Data, Deferred, Effect, Fiber, Layer, Option, Tracer } from "effect"
-import { build } from "esbuild"
+import { repoRoot, useWorkerBundle } from "./support/WorkerBundle.js"
 import * as RefreshLock from "../src/RefreshLock.js"
 import { UserContext } from "../src/UserContext.js"
 import { tempDir } from "./support/FileStoreFixtures.js"
 
-const repoRoot = NodePathModule.resolve(import.meta.dirname, "..")
-const bundleDir = Fs.mkdtempSync(NodePathModule.join(Os.tmpdir(), "mts-lock-worker-"))
-const workerBundle = NodePathModule.join(bundleDir, "lock-worker.mjs")
-
-// One esbuild bundle of the worker (as the CLI ships): a child then starts in about 0.1 s
-// instead of about 1 s through tsx, which matters with 6 processes on 2 cores.
-beforeAll(() =>
-  build({
-    entryPoints: [NodePathModule.join(repoRoot, "test", "support", "lock-worker.ts")],
-    outfile: workerBundle,
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node22",
-    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
-    logLevel: "warning"
-  })
-)
-afterAll(() => Fs.rmSync(bundleDir, { recursive: true, force: true }))
+const workerBundle = useWorkerBundle("test/support/lock-worker.ts")
 
 /** The file lock over `storageDirectory`, with the rest of a user context stubbed (as lock-worker.ts builds it). */
 const fileLockLayer = (storageDirectory: string) =>

@@ -10,13 +10,11 @@
  * AOF loses nothing; while Redis is down, instances keep serving the tokens
  * they hold, report unhealthy, and recover when it returns.
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
-import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as NodePathModule from "node:path"
 import { Data, DateTime, Effect, Redacted, Schedule } from "effect"
-import { build } from "esbuild"
+import { repoRoot, useWorkerBundle } from "../support/WorkerBundle.js"
 import * as Sessions from "../../src/Sessions.js"
 import * as TokenStore from "../../src/TokenStore.js"
 import { tempDir } from "../support/FileStoreFixtures.js"
@@ -25,24 +23,7 @@ import * as OidcServer from "../support/OidcServer.js"
 import * as RedisServer from "../support/RedisServer.js"
 import { newKey } from "../support/SessionsStack.js"
 
-const repoRoot = NodePathModule.resolve(import.meta.dirname, "..", "..")
-const bundleDir = Fs.mkdtempSync(NodePathModule.join(Os.tmpdir(), "mts-fleet-worker-"))
-const workerBundle = NodePathModule.join(bundleDir, "fleet-worker.mjs")
-
-beforeAll(() =>
-  build({
-    entryPoints: [NodePathModule.join(repoRoot, "test", "support", "fleet-worker.ts")],
-    outfile: workerBundle,
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node22",
-    external: ["@napi-rs/keyring"],
-    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
-    logLevel: "warning"
-  })
-)
-afterAll(() => Fs.rmSync(bundleDir, { recursive: true, force: true }))
+const workerBundle = useWorkerBundle("test/support/fleet-worker.ts")
 
 class WorkerError extends Data.TaggedError("WorkerError")<{ readonly message: string }> {}
 

@@ -6,13 +6,11 @@
  * eight processes asking at once for an expired token cause exactly one
  * refresh at the server, and all get the same valid token.
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
-import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as NodePathModule from "node:path"
 import { Data, DateTime, Effect, Redacted, Schema } from "effect"
-import { build } from "esbuild"
+import { repoRoot, useWorkerBundle } from "../support/WorkerBundle.js"
 import * as OAuthClient from "../../src/OAuthClient.js"
 import * as Sessions from "../../src/Sessions.js"
 import * as TokenStore from "../../src/TokenStore.js"
@@ -20,27 +18,7 @@ import { tempDir } from "../support/FileStoreFixtures.js"
 import * as OidcServer from "../support/OidcServer.js"
 import { fileConfig, newKey, stack, writeConfigFile } from "../support/SessionsStack.js"
 
-const repoRoot = NodePathModule.resolve(import.meta.dirname, "..", "..")
-const bundleDir = Fs.mkdtempSync(NodePathModule.join(Os.tmpdir(), "mts-sessions-worker-"))
-const workerBundle = NodePathModule.join(bundleDir, "sessions-worker.mjs")
-
-// One esbuild bundle of the worker: a child then starts in about 0.1 s instead of about 1 s through tsx,
-// which matters for eight processes on two cores.
-beforeAll(() =>
-  build({
-    entryPoints: [NodePathModule.join(repoRoot, "test", "support", "sessions-worker.ts")],
-    outfile: workerBundle,
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node22",
-    // The native keyring module is loaded lazily and never used with the file store.
-    external: ["@napi-rs/keyring"],
-    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
-    logLevel: "warning"
-  })
-)
-afterAll(() => Fs.rmSync(bundleDir, { recursive: true, force: true }))
+const workerBundle = useWorkerBundle("test/support/sessions-worker.ts")
 
 class WorkerError extends Data.TaggedError("WorkerError")<{ readonly message: string }> {}
 

@@ -5,32 +5,13 @@
  * running worker whose stdout lines can be awaited and which can be killed.
  */
 import { type ChildProcessWithoutNullStreams, spawn, type SpawnOptions } from "node:child_process"
-import * as Fs from "node:fs"
-import * as Os from "node:os"
-import * as NodePath from "node:path"
 import { Data, Effect } from "effect"
-import { build } from "esbuild"
+import * as WorkerBundle from "../WorkerBundle.js"
 
-export const repoRoot = NodePath.resolve(import.meta.dirname, "..", "..", "..")
+export const repoRoot = WorkerBundle.repoRoot
 
 /** Bundles `test/support/hardening/<name>.ts` into a temp directory; returns the bundle's path. */
-export const bundle = async (name: string): Promise<string> => {
-  const dir = Fs.mkdtempSync(NodePath.join(Os.tmpdir(), `mts-hardening-${name}-`))
-  const outfile = NodePath.join(dir, `${name}.mjs`)
-  await build({
-    entryPoints: [NodePath.join(repoRoot, "test", "support", "hardening", `${name}.ts`)],
-    outfile,
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node22",
-    external: ["@napi-rs/keyring"],
-    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
-    logLevel: "warning"
-  })
-  Fs.chmodSync(dir, 0o755)
-  return outfile
-}
+export const bundle = (name: string): Promise<string> => WorkerBundle.bundle(`test/support/hardening/${name}.ts`)
 
 export class WorkerError extends Data.TaggedError("WorkerError")<{ readonly message: string }> {}
 
