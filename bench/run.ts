@@ -6,12 +6,18 @@
  *
  * Flags: `--json` prints one JSON document on stdout instead of the table
  * (progress stays on stderr); `--only=<name>[,<name>]` runs some of
- * `cached`, `herd`, `recovery`, `coldstart`, `peer`, `store`, `processes`.
+ * `cached`, `peer`, `herd`, `recovery`, `throughput`, `coldstart`, `store`,
+ * `processes`; `--svg=<dir>` writes the charts of the benchmarks that ran
+ * (`bench-throughput.svg`, `bench-recovery.svg`) into `<dir>` (`docs` for
+ * the committed ones).
  *
  * The cached-token benchmark runs first: its nanosecond figures need a
  * process whose JIT has not yet seen the herd and the recovery.
  */
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import * as CachedToken from "./CachedToken.js"
+import * as Chart from "./Chart.js"
 import * as ColdStart from "./ColdStart.js"
 import * as Herd from "./Herd.js"
 import * as Peer from "./Peer.js"
@@ -19,12 +25,14 @@ import * as Processes from "./Processes.js"
 import { load, machine, progress, ratioOf, type Row, table } from "./Measure.js"
 import * as StartupRecovery from "./StartupRecovery.js"
 import * as Store from "./Store.js"
+import * as Throughput from "./Throughput.js"
 
 const benchmarks: ReadonlyArray<readonly [string, () => Promise<ReadonlyArray<Row>>]> = [
   ["cached", CachedToken.run],
   ["peer", Peer.run],
   ["herd", Herd.run],
   ["recovery", StartupRecovery.run],
+  ["throughput", Throughput.run],
   ["coldstart", ColdStart.run],
   ["store", Store.run],
   ["processes", Processes.run]
@@ -33,10 +41,11 @@ const benchmarks: ReadonlyArray<readonly [string, () => Promise<ReadonlyArray<Ro
 const args = process.argv.slice(2)
 const json = args.includes("--json")
 const only = args.find((a) => a.startsWith("--only="))?.slice("--only=".length).split(",")
-const unknown = args.filter((a) => a !== "--json" && !a.startsWith("--only="))
+const svg = args.find((a) => a.startsWith("--svg="))?.slice("--svg=".length)
+const unknown = args.filter((a) => a !== "--json" && !a.startsWith("--only=") && !a.startsWith("--svg="))
 const names = benchmarks.map(([name]) => name)
 if (unknown.length > 0 || (only !== undefined && only.some((n) => !names.includes(n)))) {
-  process.stderr.write(`usage: npm run bench -- [--json] [--only=${names.join(",")}]\n`)
+  process.stderr.write(`usage: npm run bench -- [--json] [--only=${names.join(",")}] [--svg=<dir>]\n`)
   process.exit(2)
 }
 
@@ -52,6 +61,16 @@ for (const [name, benchmark] of benchmarks) {
 }
 const seconds = (performance.now() - started) / 1000
 const after = load()
+
+if (svg !== undefined) {
+  Fs.mkdirSync(svg, { recursive: true })
+  const write = (name: string, content: string) => {
+    Fs.writeFileSync(Path.join(svg, name), content)
+    progress(`wrote ${Path.join(svg, name)}`)
+  }
+  if (Throughput.lastPoints.length > 0) write("bench-throughput.svg", Chart.throughput(Throughput.lastPoints, Throughput.sweepSessions, description))
+  if (StartupRecovery.lastPoints.length > 0) write("bench-recovery.svg", Chart.recovery(StartupRecovery.lastPoints, description))
+}
 
 if (json) {
   process.stdout.write(
