@@ -110,8 +110,11 @@ export class McpError extends Data.TaggedError("McpError")<{
           "configure a provider with its client_id and pass its name"
       case "LoginRequired":
         return `${this.serverUrl}: ${r.detail}; run \`mtsession login --mcp ${this.serverUrl}\``
-      default:
-        return `${this.serverUrl}: ${r.error.message}`
+      default: {
+        // Discovery errors already name the URL they were about; say the server's once.
+        const inner = r.error.message
+        return inner.startsWith(`${this.serverUrl}: `) ? inner : `${this.serverUrl}: ${inner}`
+      }
     }
   }
 }

@@ -58,7 +58,11 @@ export const login = Command.make("login", {
   timeout: Flag.Int("timeout").pipe(Flag.withDescription("Seconds to wait for the approval (default 300)"), Flag.withDefault(300))
 }, (args) =>
   // Bad usage is said before any storage is opened.
-  Option.isNone(args.provider) && Option.isNone(args.mcp) ? usageNoProvider : Effect.gen(function*() {
+  Option.isNone(args.provider) && Option.isNone(args.mcp)
+    ? usageNoProvider
+    : Option.isSome(args.mcp) && !/^https?:\/\/[^/\s]+/i.test(args.mcp.value)
+    ? Effect.fail(new UsageError({ detail: `--mcp takes the MCP server's http(s) URL, e.g. https://mcp.example.com/mcp` }))
+    : Effect.gen(function*() {
     const json = yield* Output.Json
     const name = Option.getOrElse(args.provider, () => Option.match(args.mcp, { onNone: () => "", onSome: Mcp.providerNameOf }))
     const onEvent = (event: Sessions.LoginEvent): Effect.Effect<void> => {
