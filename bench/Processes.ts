@@ -47,6 +47,7 @@ interface Worker {
 const startWorker = (bundle: string, env: NodeJS.ProcessEnv): Worker => {
   const spawned = now()
   const child = spawn(process.execPath, [bundle, "token", provider, "--wait"], { cwd: repoRoot, env, stdio: ["pipe", "pipe", "pipe"] })
+  child.stdin.on("error", () => {}) // EPIPE from a worker that already exited
   let output = ""
   let errors = ""
   const lines: Array<(line: string) => void> = []

@@ -60,6 +60,7 @@ const spawnWorker = (args: ReadonlyArray<string>) =>
         ["--disable-warning=ExperimentalWarning", workerBundle, ...args],
         { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] }
       )
+      child.stdin.on("error", () => {}) // EPIPE from a worker that already exited
       let output = ""
       child.stdout.on("data", (d) => (output += d))
       child.stderr.on("data", (d) => (output += d))

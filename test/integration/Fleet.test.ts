@@ -42,6 +42,7 @@ const spawnWorker = (env: Readonly<Record<string, string>>) =>
       ),
       (c) => Effect.sync(() => c.exitCode === null && c.signalCode === null && c.kill("SIGKILL"))
     )
+    child.stdin.on("error", () => {}) // EPIPE from an instance that was killed: expected
     let output = ""
     let consumed = 0
     child.stdout.on("data", (d) => (output += d))

@@ -36,6 +36,7 @@ const spawnWorker = (env: Readonly<Record<string, string>>, args: ReadonlyArray<
         env: { ...process.env, ...env },
         stdio: ["pipe", "pipe", "pipe"]
       })
+      child.stdin.on("error", () => {}) // EPIPE from a worker that already exited
       let output = ""
       child.stdout.on("data", (d) => (output += d))
       child.stderr.on("data", (d) => (output += d))

@@ -36,6 +36,7 @@ export const start = (
     stdio: ["pipe", "pipe", "pipe"],
     ...options
   }) as ChildProcessWithoutNullStreams
+  child.stdin.on("error", () => {}) // EPIPE from a worker that was killed: expected
   let stdout = ""
   let stderr = ""
   child.stdout.on("data", (d) => (stdout += d))
