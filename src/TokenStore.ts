@@ -14,7 +14,7 @@
  * to leave its store.
  */
 import * as Crypto from "node:crypto"
-import { Context, Data, DateTime, Effect, Layer, Option, Ref, Schema } from "effect"
+import { Clock, Context, Data, DateTime, Duration, Effect, Layer, Option, Ref, Schema } from "effect"
 import type * as Redacted from "effect/Redacted"
 
 /** The concrete backends. `auto` is a selection rule, not a backend. */
@@ -182,6 +182,40 @@ export interface Health {
   readonly detail: string
   readonly latencyMs: number
 }
+
+/**
+ * Runs a backend's health probe bounded by `timeout` and reports it: never
+ * fails, and measures the latency with the `Clock`.
+ */
+export const timedProbe = (options: {
+  readonly backend: Backend
+  readonly probe: Effect.Effect<void, { readonly message: string }>
+  readonly timeout: Duration.Duration
+  /** Where the store is, e.g. `files in /path` or `redis at host:port`. */
+  readonly where: string
+  /** How records are kept there, e.g. `sealed with AES-256-GCM; key: ...`. */
+  readonly how: string
+}): Effect.Effect<Health> =>
+  Effect.gen(function*() {
+    const start = yield* Clock.currentTimeMillis
+    const failure = yield* options.probe.pipe(
+      Effect.timeoutOption(options.timeout),
+      Effect.map(Option.match({
+        onNone: () => Option.some(`no answer within ${Duration.toMillis(options.timeout)} ms`),
+        onSome: () => Option.none<string>()
+      })),
+      Effect.catch((e) => Effect.succeed(Option.some(e.message)))
+    )
+    return {
+      backend: options.backend,
+      available: Option.isNone(failure),
+      detail: Option.match(failure, {
+        onNone: () => `${options.where}, ${options.how}`,
+        onSome: (why) => `${options.where}: not usable: ${why}`
+      }),
+      latencyMs: (yield* Clock.currentTimeMillis) - start
+    }
+  })
 
 /** The store contract every backend implements. */
 export interface Shape {

@@ -217,33 +217,25 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
     return out
   })
 
-  const health = Effect.gen(function*() {
-    const start = yield* Clock.currentTimeMillis
-    const probe = path.join(dir, `.health-probe${AtomicFile.tempInfix}${Crypto.randomBytes(6).toString("hex")}`)
-    const payload = utf8.encode(`probe ${start}`)
-    const outcome = yield* Effect.gen(function*() {
-      const sealed = yield* codec.seal("health-probe", payload)
-      yield* services(AtomicFile.write(probe, sealed, mode))
-      const back = yield* fs.readFile(probe)
-      const opened = yield* Effect.result(codec.open("health-probe", back))
-      return Result.isSuccess(opened) && Buffer.compare(opened.success, payload) === 0
-        ? Result.succeed(undefined)
-        : Result.fail("the probe record did not read back")
-    }).pipe(
-      Effect.ensuring(fs.remove(probe).pipe(Effect.ignore)),
-      Effect.timeoutOption(healthTimeout),
-      Effect.map(Option.getOrElse(() => Result.fail(`no answer within ${Duration.toMillis(healthTimeout)} ms`))),
-      Effect.catch((e) => Effect.succeed(Result.fail(e.message)))
-    )
-    const latencyMs = (yield* Clock.currentTimeMillis) - start
-    return {
-      backend,
-      available: Result.isSuccess(outcome),
-      detail: Result.isSuccess(outcome)
-        ? `files in ${dir}, ${codec.describe}`
-        : `files in ${dir} are not usable: ${outcome.failure}`,
-      latencyMs
-    } satisfies TokenStore.Health
+  const health = TokenStore.timedProbe({
+    backend,
+    where: `files in ${dir}`,
+    how: codec.describe,
+    timeout: healthTimeout,
+    // Write, read back and remove a sealed probe record, as a put and a get would.
+    probe: Effect.gen(function*() {
+      const probe = path.join(dir, `.health-probe${AtomicFile.tempInfix}${Crypto.randomBytes(6).toString("hex")}`)
+      const payload = utf8.encode(`probe ${probe}`)
+      yield* Effect.gen(function*() {
+        const sealed = yield* codec.seal("health-probe", payload)
+        yield* services(AtomicFile.write(probe, sealed, mode))
+        const back = yield* fs.readFile(probe)
+        const opened = yield* Effect.result(codec.open("health-probe", back))
+        if (!(Result.isSuccess(opened) && Buffer.compare(opened.success, payload) === 0)) {
+          return yield* Effect.fail({ message: "the probe record did not read back" })
+        }
+      }).pipe(Effect.ensuring(fs.remove(probe).pipe(Effect.ignore)))
+    })
   })
 
   return TokenStore.TokenStore.of({

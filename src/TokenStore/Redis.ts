@@ -199,25 +199,12 @@ export const makeWith = Effect.fnUntraced(function*(options: {
     return out
   })
 
-  const health = Effect.gen(function*() {
-    const start = yield* Clock.currentTimeMillis
-    const outcome = yield* client.send(["PING"]).pipe(
-      Effect.timeoutOption(healthTimeout),
-      Effect.map(Option.match({
-        onNone: () => Result.fail(`no answer within ${Duration.toMillis(healthTimeout)} ms`),
-        onSome: () => Result.succeed(undefined)
-      })),
-      Effect.catch((e) => Effect.succeed(Result.fail(e.message)))
-    )
-    const latencyMs = (yield* Clock.currentTimeMillis) - start
-    return {
-      backend,
-      available: Result.isSuccess(outcome),
-      detail: Result.isSuccess(outcome)
-        ? `redis at ${client.description}, ${codec.describe}`
-        : `redis at ${client.description} is not usable: ${outcome.failure}`,
-      latencyMs
-    } satisfies TokenStore.Health
+  const health = TokenStore.timedProbe({
+    backend,
+    where: `redis at ${client.description}`,
+    how: codec.describe,
+    timeout: healthTimeout,
+    probe: client.send(["PING"]).pipe(Effect.asVoid)
   })
 
   return TokenStore.TokenStore.of({
