@@ -38,6 +38,7 @@ import {
 } from "effect"
 import type { PlatformError } from "effect/PlatformError"
 import { fileKeyOf } from "./internal/MetadataIndex.js"
+import * as LockOwners from "./internal/LockOwners.js"
 import * as SqliteLock from "./internal/SqliteLock.js"
 import * as Metrics from "./Metrics.js"
 import { UserContext } from "./UserContext.js"
@@ -59,8 +60,9 @@ export interface LockInfo {
   /** Someone holds it right now (any process, for the file backend). */
   readonly held: boolean
   /**
-   * Memory backend: the current or last holder. File backend: the last holder
-   * that released it; a current holder's row is uncommitted, so not visible.
+   * The current holder while the lock is held, else the last one (`releasedAt`
+   * set, or none when that holder died holding it). The file backend's record
+   * is best effort (`internal/LockOwners.ts`): it may be missing or lag.
    */
   readonly lastHolder: Option.Option<Holder>
   /** The lock file, for backends that have one. */
@@ -122,22 +124,16 @@ export const defaultWaitTimeout: Duration.Duration = Duration.seconds(40)
 
 /**
  * The spacing of non-blocking attempts on a busy cross-process lock: about
- * 5 ms, growing by half each time up to 100 ms, jittered (x0.8 to x1.2) so
- * waiting processes do not retry in step. `withLock` bounds it by the wait timeout.
+ * 2 ms, growing by half each time up to 50 ms, jittered (x0.8 to x1.2) so
+ * waiting processes do not retry in step. An attempt costs a file open and a
+ * rolled-back `BEGIN IMMEDIATE` (tens of microseconds), so polling this often
+ * is cheap, and a waiter notices a release within a few milliseconds while
+ * refreshes are short. `withLock` bounds it by the wait timeout.
  */
 export const retrySchedule: Schedule.Schedule<Duration.Duration> = Schedule.min([
-  Schedule.exponential("5 millis", 1.5),
-  Schedule.spaced("100 millis")
+  Schedule.exponential("2 millis", 1.5),
+  Schedule.spaced("50 millis")
 ]).pipe(Schedule.jittered)
-
-/**
- * How the file backend retries committing the owner row on release while a
- * contender's attempt briefly reads the file: a few tries 1 ms apart, then the
- * row is given up (the lock is released by closing either way).
- */
-export const commitRetrySchedule: Schedule.Schedule<number> = Schedule.spaced("1 millis").pipe(
-  Schedule.upTo({ times: 10 })
-)
 
 /** The refresh lock of this process's user context. */
 export class RefreshLock extends Context.Service<RefreshLock, Shape>()("magictunnel-session/RefreshLock") {}
@@ -246,8 +242,9 @@ export const lockFileOf = (path: Pick<Path.Path, "join">, storageDirectory: stri
 
 /**
  * Locks across processes of one machine with one SQLite database per key
- * under `<storageDirectory>/locks` (0700; files 0600). `node:sqlite` is loaded
- * on first use, so processes that never lock never print its warning.
+ * under `<storageDirectory>/locks` (0700; files 0600), never written, and the
+ * holders in that directory's owner book (`LockOwners`). `node:sqlite` is
+ * loaded on first use, so processes that never lock never print its warning.
  */
 export const layerFile: Layer.Layer<RefreshLock, never, UserContext | FileSystem.FileSystem | Path.Path> = Layer.effect(
   RefreshLock,
@@ -257,18 +254,25 @@ export const layerFile: Layer.Layer<RefreshLock, never, UserContext | FileSystem
     const path = yield* Path.Path
     const directory = path.join(user.storageDirectory, lockDirectoryName)
     const sqlite = yield* Effect.cached(SqliteLock.load)
+    const owners = yield* LockOwners.make(sqlite, path.join(directory, LockOwners.fileName))
     const unavailable = (key: string) => (e: SqliteLock.Failure | PlatformError) =>
       new RefreshLockError({
         key,
         reason: { _tag: "Unavailable", detail: e._tag === "SqliteLockFailure" ? e.detail : e.message }
       })
 
-    const ensureDirectory = Effect.gen(function*() {
-      if (yield* fs.exists(directory)) return
-      yield* fs.makeDirectory(directory, { recursive: true, mode: 0o700 })
-      // mkdir's mode is filtered by the umask.
-      yield* fs.chmod(directory, 0o700)
-    }).pipe(
+    // Checked until it exists once; a directory removed later makes the attempt fail and be checked again.
+    let directoryReady = false
+    const ensureDirectory = Effect.suspend(() =>
+      directoryReady ? Effect.void : Effect.gen(function*() {
+        if (!(yield* fs.exists(directory))) {
+          yield* fs.makeDirectory(directory, { recursive: true, mode: 0o700 })
+          // mkdir's mode is filtered by the umask.
+          yield* fs.chmod(directory, 0o700)
+        }
+        directoryReady = true
+      })
+    ).pipe(
       Effect.mapError((e) => new SqliteLock.Failure({ detail: `cannot create lock directory ${directory}: ${e.message}` }))
     )
 
@@ -277,17 +281,13 @@ export const layerFile: Layer.Layer<RefreshLock, never, UserContext | FileSystem
       tryAcquire: (key, owner) =>
         Effect.gen(function*() {
           yield* ensureDirectory
-          const held = yield* SqliteLock.tryAcquire(yield* sqlite, lockFileOf(path, user.storageDirectory, key), owner)
-          // The owner row is diagnostics: a commit that stays busy is given up, and closing unlocks regardless.
+          const held = yield* SqliteLock.tryAcquire(yield* sqlite, lockFileOf(path, user.storageDirectory, key)).pipe(
+            Effect.tapError((e) => Effect.sync(() => (directoryReady = e._tag === "SqliteLockBusy")))
+          )
+          yield* owners.acquired(key, owner)
           const release = DateTime.now.pipe(
-            Effect.flatMap((at) =>
-              Effect.retry(held.commit(at), {
-                schedule: commitRetrySchedule,
-                while: (e) => e._tag === "SqliteLockBusy"
-              })
-            ),
-            Effect.ignore,
-            Effect.ensuring(held.close)
+            Effect.flatMap((at) => owners.released(key, owner.token, at)),
+            Effect.ensuring(held.release)
           )
           return Option.some(release)
         }).pipe(
@@ -300,8 +300,10 @@ export const layerFile: Layer.Layer<RefreshLock, never, UserContext | FileSystem
           const location = Option.some(file)
           // Probing a missing file would create it: a lock never taken is simply free.
           if (!(yield* fs.exists(file))) return { key, held: false, lastHolder: Option.none(), location }
-          const probe = yield* SqliteLock.probe(yield* sqlite, file)
-          return { key, held: probe.held, lastHolder: probe.lastOwner, location }
+          const held = yield* SqliteLock.isHeld(yield* sqlite, file)
+          const entry = yield* owners.read(key)
+          // A row without a release whose lock is free belonged to a holder that died holding it.
+          return { key, held, lastHolder: entry, location }
         }).pipe(Effect.mapError(unavailable(key)))
     })
   })

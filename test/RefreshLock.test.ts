@@ -375,18 +375,48 @@ describe("RefreshLock (file): processes", () => {
       assert.strictEqual(overlaps, 0)
     }))
 
-  it.live("inspect sees a lock held by another process", () =>
+  it.live("inspect names the process that holds the lock now, and keeps its row when it dies holding it", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("mts-lock-")
       const lock = yield* lockOf(fileLockLayer(dir))
       yield* lock.withLock("grant-a", Effect.void)
-      yield* holder(dir, "grant-a")
+      const worker = yield* holder(dir, "grant-a")
       const info = yield* lock.inspect("grant-a")
       assert.isTrue(info.held)
       assert.deepStrictEqual(info.location, Option.some(lockFile(dir, "grant-a")))
-      // Only committed owners are visible: the last one is this process, which released before the worker took it.
-      assert.isTrue(Option.isSome(info.lastHolder))
-      if (Option.isSome(info.lastHolder)) assert.strictEqual(info.lastHolder.value.pid, process.pid)
+      assert.strictEqual(Option.getOrUndefined(info.lastHolder)?.pid, worker.child.pid)
+      assert.isTrue(Option.isNone(Option.getOrUndefined(info.lastHolder)?.releasedAt ?? Option.some(0)))
+      worker.child.kill("SIGKILL")
+      assert.strictEqual(yield* waitForExit(worker), "SIGKILL")
+      const after = yield* lock.inspect("grant-a")
+      assert.isFalse(after.held)
+      // Died holding it: the row stays without a release, and the lock is free all the same.
+      assert.strictEqual(Option.getOrUndefined(after.lastHolder)?.pid, worker.child.pid)
+      assert.strictEqual(yield* lock.withLock("grant-a", Effect.succeed("taken"), { waitTimeout: "2 seconds" }), "taken")
+    }))
+
+  it.live("a damaged owner book is moved aside and never stops a lock", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("mts-lock-")
+      const locks = NodePathModule.join(dir, RefreshLock.lockDirectoryName)
+      Fs.mkdirSync(locks, { mode: 0o700 })
+      Fs.writeFileSync(NodePathModule.join(locks, "owners.db"), "this is not a database, and it is long enough to be read", { mode: 0o600 })
+      const lock = yield* lockOf(fileLockLayer(dir))
+      assert.strictEqual(yield* lock.withLock("grant-a", Effect.succeed("taken")), "taken")
+      const aside = Fs.readdirSync(locks).filter((n) => n.startsWith("owners.db.corrupt-"))
+      assert.strictEqual(aside.length, 1)
+      const info = yield* lock.inspect("grant-a")
+      assert.strictEqual(Option.getOrUndefined(info.lastHolder)?.pid, process.pid)
+    }))
+
+  it.live("the lock file is never written: taking and releasing it leaves it empty", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("mts-lock-")
+      const lock = yield* lockOf(fileLockLayer(dir))
+      yield* lock.withLock("grant-a", Effect.void)
+      yield* lock.withLock("grant-a", Effect.void)
+      assert.strictEqual(Fs.statSync(lockFile(dir, "grant-a")).size, 0)
+      assert.isFalse(Fs.existsSync(`${lockFile(dir, "grant-a")}-journal`))
     }))
 })
 
@@ -400,8 +430,12 @@ describe("RefreshLock (file): files", () => {
         lock.withLock("grant-a", Effect.sync(() => assert.strictEqual(modeOf(lockFile(dir, "grant-a")), 0o600))),
         Effect.sync(() => process.umask(previous))
       )
-      assert.strictEqual(modeOf(NodePathModule.join(dir, RefreshLock.lockDirectoryName)), 0o700)
-      assert.strictEqual(modeOf(lockFile(dir, "grant-a")), 0o600)
+      const locks = NodePathModule.join(dir, RefreshLock.lockDirectoryName)
+      assert.strictEqual(modeOf(locks), 0o700)
+      // Every file there, the owner book and its WAL files included.
+      const files = Fs.readdirSync(locks)
+      assert.includeMembers(files, ["owners.db", NodePathModule.basename(lockFile(dir, "grant-a"))])
+      for (const f of files) assert.strictEqual(modeOf(NodePathModule.join(locks, f)), 0o600, f)
     }))
 
   it.live("a lock directory that cannot be created fails with Unavailable, not retryable", () =>
