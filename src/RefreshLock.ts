@@ -254,6 +254,9 @@ export const layerFile: Layer.Layer<RefreshLock, never, UserContext | FileSystem
     const path = yield* Path.Path
     const directory = path.join(user.storageDirectory, lockDirectoryName)
     const sqlite = yield* Effect.cached(SqliteLock.load)
+    let opened: SqliteLock.Pool | undefined
+    const pool = Effect.map(sqlite, (module) => (opened ??= SqliteLock.makePool(module)))
+    yield* Effect.addFinalizer(() => opened === undefined ? Effect.void : opened.close)
     const owners = yield* LockOwners.make(sqlite, path.join(directory, LockOwners.fileName))
     const unavailable = (key: string) => (e: SqliteLock.Failure | PlatformError) =>
       new RefreshLockError({
@@ -281,7 +284,7 @@ export const layerFile: Layer.Layer<RefreshLock, never, UserContext | FileSystem
       tryAcquire: (key, owner) =>
         Effect.gen(function*() {
           yield* ensureDirectory
-          const held = yield* SqliteLock.tryAcquire(yield* sqlite, lockFileOf(path, user.storageDirectory, key)).pipe(
+          const held = yield* (yield* pool).tryAcquire(lockFileOf(path, user.storageDirectory, key)).pipe(
             Effect.tapError((e) => Effect.sync(() => (directoryReady = e._tag === "SqliteLockBusy")))
           )
           yield* owners.acquired(key, owner)

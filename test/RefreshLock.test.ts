@@ -385,7 +385,8 @@ describe("RefreshLock (file): processes", () => {
       assert.isTrue(info.held)
       assert.deepStrictEqual(info.location, Option.some(lockFile(dir, "grant-a")))
       assert.strictEqual(Option.getOrUndefined(info.lastHolder)?.pid, worker.child.pid)
-      assert.isTrue(Option.isNone(Option.getOrUndefined(info.lastHolder)?.releasedAt ?? Option.some(0)))
+      const current = Option.getOrUndefined(info.lastHolder)
+      assert.isTrue(current !== undefined && Option.isNone(current.releasedAt))
       worker.child.kill("SIGKILL")
       assert.strictEqual(yield* waitForExit(worker), "SIGKILL")
       const after = yield* lock.inspect("grant-a")
@@ -393,6 +394,18 @@ describe("RefreshLock (file): processes", () => {
       // Died holding it: the row stays without a release, and the lock is free all the same.
       assert.strictEqual(Option.getOrUndefined(after.lastHolder)?.pid, worker.child.pid)
       assert.strictEqual(yield* lock.withLock("grant-a", Effect.succeed("taken"), { waitTimeout: "2 seconds" }), "taken")
+    }))
+
+  it.live("a lock file removed between holdings is opened again, not locked in its old inode", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("mts-lock-")
+      const lock = yield* lockOf(fileLockLayer(dir))
+      // The first holding leaves an open connection to the file for next time.
+      yield* lock.withLock("grant-a", Effect.void)
+      Fs.rmSync(lockFile(dir, "grant-a"))
+      yield* holder(dir, "grant-a")
+      const reason = yield* reasonOf(lock.withLock("grant-a", Effect.void, { waitTimeout: "200 millis" }))
+      assert.strictEqual(reason._tag, "Timeout")
     }))
 
   it.live("a damaged owner book is moved aside and never stops a lock", () =>

@@ -148,23 +148,37 @@ export const make = (sqlite: Effect.Effect<SqliteLock.Sqlite, SqliteLock.Failure
           )
         ))
 
+    // Statements are prepared once per connection: preparing costs more than running them.
+    const statements = new WeakMap<NodeSqlite.DatabaseSync, {
+      readonly acquired: NodeSqlite.StatementSync
+      readonly released: NodeSqlite.StatementSync
+      readonly read: NodeSqlite.StatementSync
+    }>()
+    const prepared = (conn: NodeSqlite.DatabaseSync) => {
+      let found = statements.get(conn)
+      if (found === undefined) {
+        found = {
+          acquired: conn.prepare(
+            "INSERT OR REPLACE INTO owners (key, pid, hostname, token, acquired_at, released_at) VALUES (?, ?, ?, ?, ?, NULL)"
+          ),
+          released: conn.prepare("UPDATE owners SET released_at = ? WHERE key = ? AND token = ?"),
+          read: conn.prepare("SELECT pid, hostname, token, acquired_at, released_at FROM owners WHERE key = ?")
+        }
+        statements.set(conn, found)
+      }
+      return found
+    }
+
     return {
       acquired: (key, owner) =>
         Effect.asVoid(use("recording a holder", (conn) =>
-          conn.prepare(
-            "INSERT OR REPLACE INTO owners (key, pid, hostname, token, acquired_at, released_at) VALUES (?, ?, ?, ?, ?, NULL)"
-          ).run(key, owner.pid, owner.hostname, owner.token, DateTime.toEpochMillis(owner.acquiredAt)))),
+          prepared(conn).acquired.run(key, owner.pid, owner.hostname, owner.token, DateTime.toEpochMillis(owner.acquiredAt)))),
       released: (key, token, at) =>
         Effect.asVoid(use("recording a release", (conn) =>
-          conn.prepare("UPDATE owners SET released_at = ? WHERE key = ? AND token = ?").run(
-            DateTime.toEpochMillis(at),
-            key,
-            token
-          ))),
+          prepared(conn).released.run(DateTime.toEpochMillis(at), key, token))),
       read: (key) =>
         Effect.map(
-          use("reading", (conn) =>
-            conn.prepare("SELECT pid, hostname, token, acquired_at, released_at FROM owners WHERE key = ?").get(key)),
+          use("reading", (conn) => prepared(conn).read.get(key)),
           (row) =>
             Option.flatMap(Option.flatMap(row, decodeRow), (r) =>
               Option.some<Entry>({

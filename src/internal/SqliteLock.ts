@@ -41,7 +41,7 @@ export class Busy extends Data.TaggedError("SqliteLockBusy")<{}> {}
 
 /** A held lock. */
 export interface Held {
-  /** Rolls back the (empty) transaction and closes the connection, which unlocks. Never fails. */
+  /** Rolls back the (empty) transaction, which unlocks, and keeps the connection for next time. Never fails. */
   readonly release: Effect.Effect<void>
 }
 
@@ -93,30 +93,101 @@ export const ensureFile = (file: string): void => {
   }
 }
 
+/** How many idle lock connections a {@link Pool} keeps open (least recently used ones are closed). */
+export const idleConnections = 64
+
 /**
- * One non-blocking attempt to take the lock of `file`, creating the file
- * (0600) when missing. `Busy` when anyone else holds it.
+ * Lock connections kept open between holdings, so taking a lock again costs
+ * a `BEGIN IMMEDIATE` and no file open. Each remembers the inode it opened:
+ * a lock file replaced or removed since (which nobody should do, see
+ * docs/locking.md) is opened again rather than locked in its old inode.
  */
-export const tryAcquire = (sqlite: Sqlite, file: string): Effect.Effect<Held, Busy | Failure> =>
-  Effect.suspend((): Effect.Effect<Held, Busy | Failure> => {
-    let db: NodeSqlite.DatabaseSync
-    try {
-      ensureFile(file)
-      db = new sqlite.DatabaseSync(file, { timeout: 0 })
-    } catch (e) {
-      return Effect.fail(new Failure({ detail: `cannot open lock file ${file}: ${messageOf(e)}` }))
+export interface Pool {
+  /**
+   * One non-blocking attempt to take the lock of `file`, creating the file
+   * (0600) when missing. `Busy` when anyone else holds it.
+   */
+  readonly tryAcquire: (file: string) => Effect.Effect<Held, Busy | Failure>
+  /** Closes the idle connections; a connection still held is closed on release. */
+  readonly close: Effect.Effect<void>
+}
+
+interface Connection {
+  readonly db: NodeSqlite.DatabaseSync
+  readonly ino: number
+}
+
+const inodeOf = (file: string): number | undefined => Fs.statSync(file, { throwIfNoEntry: false })?.ino
+
+/** A pool over `sqlite`. */
+export const makePool = (sqlite: Sqlite, capacity: number = idleConnections): Pool => {
+  // Insertion order is recency: the first entry is the least recently released.
+  const idle = new Map<string, Connection>()
+  let closed = false
+
+  const keep = (file: string, connection: Connection) => {
+    if (closed) return closeQuietly(connection.db)
+    idle.set(file, connection)
+    if (idle.size > capacity) {
+      const [oldest] = idle
+      if (oldest !== undefined) {
+        idle.delete(oldest[0])
+        closeQuietly(oldest[1].db)
+      }
     }
-    try {
-      db.exec("BEGIN IMMEDIATE")
-    } catch (e) {
-      closeQuietly(db)
-      return isBusy(e)
-        ? Effect.fail(new Busy())
-        : Effect.fail(new Failure({ detail: `cannot lock ${file}: ${messageOf(e)}` }))
+  }
+
+  const connect = (file: string): Connection => {
+    const cached = idle.get(file)
+    if (cached !== undefined) {
+      idle.delete(file)
+      if (inodeOf(file) === cached.ino) return cached
+      closeQuietly(cached.db)
     }
-    const held = db
-    return Effect.succeed<Held>({ release: Effect.sync(() => closeQuietly(held)) })
-  })
+    ensureFile(file)
+    const ino = inodeOf(file)
+    if (ino === undefined) throw new Error("the lock file disappeared as it was created")
+    return { db: new sqlite.DatabaseSync(file, { timeout: 0 }), ino }
+  }
+
+  return {
+    tryAcquire: (file) =>
+      Effect.suspend((): Effect.Effect<Held, Busy | Failure> => {
+        let connection: Connection
+        try {
+          connection = connect(file)
+        } catch (e) {
+          return Effect.fail(new Failure({ detail: `cannot open lock file ${file}: ${messageOf(e)}` }))
+        }
+        try {
+          connection.db.exec("BEGIN IMMEDIATE")
+        } catch (e) {
+          if (isBusy(e)) {
+            keep(file, connection)
+            return Effect.fail(new Busy())
+          }
+          closeQuietly(connection.db)
+          return Effect.fail(new Failure({ detail: `cannot lock ${file}: ${messageOf(e)}` }))
+        }
+        return Effect.succeed<Held>({
+          release: Effect.sync(() => {
+            try {
+              connection.db.exec("ROLLBACK")
+            } catch {
+              // A connection that cannot roll back is not reused; closing it unlocks.
+              return closeQuietly(connection.db)
+            }
+            keep(file, connection)
+          })
+        })
+      }),
+    close: Effect.sync(() => {
+      closed = true
+      for (const connection of idle.values()) closeQuietly(connection.db)
+      idle.clear()
+    })
+  }
+}
 
 /**
  * Whether some connection, in any process, holds the lock of `file` now.
