@@ -8,7 +8,7 @@
  * interrupted meanwhile (its rotated refresh token must not be lost). A
  * flight is forgotten as soon as it ends, so a later caller starts afresh.
  */
-import { Deferred, Effect, MutableHashMap, Option, type Scope } from "effect"
+import { Deferred, Effect, type Scope } from "effect"
 
 /** A flight's result, and whether this caller joined a flight someone else started. */
 export interface Flown<A> {
@@ -18,20 +18,21 @@ export interface Flown<A> {
 
 /** Builds a single-flight group whose runs live in `scope`. */
 export const make = <A, E>(scope: Scope.Scope) => {
-  const flights = MutableHashMap.empty<string, Deferred.Deferred<A, E>>()
+  // A plain Map: string keys need no structural hashing, and a joiner's lookup allocates nothing.
+  const flights = new Map<string, Deferred.Deferred<A, E>>()
 
   /** Joins the flight of `key`, or starts one running `effect`; `joined` says which happened. */
   const run = (key: string, effect: Effect.Effect<A, E>): Effect.Effect<Flown<A>, E> =>
     Effect.suspend((): Effect.Effect<Flown<A>, E> => {
-      const existing = MutableHashMap.get(flights, key)
-      if (Option.isSome(existing)) return Effect.map(Deferred.await(existing.value), (value) => ({ value, joined: true }))
+      const existing = flights.get(key)
+      if (existing !== undefined) return Effect.map(Deferred.await(existing), (value) => ({ value, joined: true }))
       // Checking and registering happen in one synchronous step: no other fiber can start a second flight.
       const deferred = Deferred.makeUnsafe<A, E>()
-      MutableHashMap.set(flights, key, deferred)
+      flights.set(key, deferred)
       const flight = effect.pipe(
         Effect.onExit((exit) =>
           Effect.suspend(() => {
-            MutableHashMap.remove(flights, key)
+            flights.delete(key)
             return Deferred.done(deferred, exit)
           })
         )
