@@ -31,6 +31,7 @@ import { HttpClient } from "effect/http"
 import * as SessionMatch from "./internal/SessionMatch.js"
 import * as Discovery from "./mcp/Discovery.js"
 import * as Registration from "./mcp/Registration.js"
+import * as RefreshLock from "./RefreshLock.js"
 import * as SessionConfig from "./SessionConfig.js"
 import * as Sessions from "./Sessions.js"
 import * as TokenStore from "./TokenStore.js"
@@ -207,6 +208,7 @@ export const make = Effect.gen(function*() {
   const http = yield* HttpClient.HttpClient
   const discovery = Discovery.make(http)
   const registrar = Registration.make(http)
+  const lock = yield* RefreshLock.RefreshLock
   const bindings = yield* Ref.make(new Map<string, Binding>())
 
   const failWith = (serverUrl: string) => (reason: Reason) => new McpError({ serverUrl, reason })
@@ -228,12 +230,22 @@ export const make = Effect.gen(function*() {
 
   const forgetRegistration = (issuer: string) => store.remove(Registration.idOf(issuer)).pipe(Effect.mapError(storeFailure(issuer)))
 
-  /** A registration for the discovered server: the stored one while the server still knows it, else a new one. */
-  const clientFor = (found: Discovery.Discovered, options: LoginOptions, scopes: ReadonlyArray<string>, replace: boolean) =>
-    Effect.gen(function*() {
-      const issuer = found.server.issuer
-      const fail = failWith(found.serverUrl)
-      const stored = replace ? Option.none<Registration.Registration>() : yield* registration(issuer)
+  /**
+   * A registration for the discovered server: the stored one while the server
+   * still knows it (and it is not the one just `rejected`), else a new one.
+   * Under the lock of the registration's id, so processes logging in to the
+   * same server at once register one client: the later ones find it stored.
+   */
+  const clientFor = (
+    found: Discovery.Discovered,
+    options: LoginOptions,
+    scopes: ReadonlyArray<string>,
+    rejected: string | undefined
+  ) => {
+    const issuer = found.server.issuer
+    const fail = failWith(found.serverUrl)
+    const choose = Effect.gen(function*() {
+      const stored = Option.filter(yield* registration(issuer), (r) => r.clientId !== rejected)
       if (Option.isSome(stored)) {
         const now = yield* Effect.clockWith((c) => c.currentTimeMillis)
         const secretLive = Option.match(stored.value.secretExpiresAt, {
@@ -241,7 +253,7 @@ export const make = Effect.gen(function*() {
           onSome: (at) => DateTime.toEpochMillis(at) > now
         })
         if (secretLive && (yield* registrar.stillValid(stored.value))) {
-          return { registration: stored.value, source: "reused" as ClientSource }
+          return { registration: stored.value, source: (rejected === undefined ? "reused" : "replaced") as ClientSource }
         }
         yield* Effect.logInfo(`the client registered with ${issuer} is no longer accepted: registering a new one`)
       }
@@ -255,9 +267,21 @@ export const make = Effect.gen(function*() {
       })
         .pipe(Effect.mapError((error) => fail({ _tag: "Registration", error })))
       yield* saveRegistration(fresh).pipe(Effect.mapError((e) => fail(e.reason)))
-      const replaced = replace || Option.isSome(stored)
+      const replaced = rejected !== undefined || Option.isSome(stored)
       return { registration: fresh, source: (replaced ? "replaced" : "registered") as ClientSource }
     })
+    return lock.withLock(Registration.idOf(issuer), choose).pipe(
+      Effect.catchTag("RefreshLockError", (error) =>
+        fail({
+          _tag: "Sessions",
+          error: new Sessions.SessionsError({
+            operation: "login",
+            provider: options.provider ?? providerNameOf(found.canonical),
+            reason: { _tag: "Lock", error }
+          })
+        }))
+    )
+  }
 
   const isInvalidClient = (e: Sessions.SessionsError) =>
     e.reason._tag === "OAuth" && e.reason.error.reason._tag === "InvalidClient"
@@ -272,11 +296,14 @@ export const make = Effect.gen(function*() {
       const scopes = explicitScopes ?? Option.getOrUndefined(Option.flatMap(found.challenge, (c) => c.scopes)) ??
         found.resource.scopes_supported ?? []
       const resource = found.resource.resource
-      const attempt = (replace: boolean) =>
+      // The client of the first attempt, when the server refuses it: the retry registers past it.
+      let used: string | undefined
+      const attempt = (rejected: string | undefined) =>
         Effect.gen(function*() {
           const client = configured === undefined
-            ? yield* clientFor(found, options, scopes, replace)
+            ? yield* clientFor(found, options, scopes, rejected)
             : undefined
+          used = client?.registration.clientId
           const settings = settingsOf({
             name,
             issuer,
@@ -297,11 +324,11 @@ export const make = Effect.gen(function*() {
           })
           return { session, client: client?.source ?? ("configured" as ClientSource) }
         })
-      const done = yield* attempt(false).pipe(
+      const done = yield* attempt(undefined).pipe(
         // RFC 7591 registrations can be deleted by the server: one new registration, one more try.
         Effect.catchTag("SessionsError", (e) =>
           configured === undefined && isInvalidClient(e)
-            ? attempt(true)
+            ? attempt(used ?? "")
             : Effect.fail(e)),
         Effect.mapError((e) => (e._tag === "SessionsError" ? fail({ _tag: "Sessions", error: e }) : e))
       )
@@ -408,7 +435,7 @@ export const make = Effect.gen(function*() {
 export const layer: Layer.Layer<
   Mcp,
   never,
-  Sessions.Sessions | TokenStore.TokenStore | SessionConfig.SessionConfig | HttpClient.HttpClient
+  Sessions.Sessions | TokenStore.TokenStore | SessionConfig.SessionConfig | HttpClient.HttpClient | RefreshLock.RefreshLock
 > = Layer.effect(Mcp, make)
 
 /** Logs in to an MCP server (the service's `login`). */

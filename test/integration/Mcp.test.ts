@@ -63,6 +63,30 @@ const callWith = (server: McpServer.McpTestServer, token: string, tool: string) 
     }).then(async (r) => ({ status: r.status, challenge: r.headers.get("www-authenticate"), body: await r.text() }))
   )
 
+describe("Mcp: registration shared by processes", () => {
+  // Real clocks: the process that waits polls the registration lock on real time.
+  layer(serversLayer(), { timeout: 60_000, excludeTestServices: true })((it) => {
+    it.effect("two processes logging in to one server at once register one client and both use it", () =>
+      Effect.gen(function*() {
+        const server = yield* Servers
+        const dir = yield* tempDir("mts-mcp-")
+        const key = newKey().bytes
+        // Two service stacks over one session directory: what two processes of one user have.
+        const [a, b] = yield* Effect.all([mcpStack(dir, key), mcpStack(dir, key)].map((l) =>
+          Effect.map(Layer.build(l), Context.get(Mcp.Mcp))
+        ))
+        const before = server.counters().registrations
+        const [first, second] = yield* Effect.all(
+          [a!.login(server.url, browserOptions(server)), b!.login(server.url, browserOptions(server))],
+          { concurrency: 2 }
+        )
+        assert.strictEqual(server.counters().registrations - before, 1)
+        assert.deepStrictEqual([first.client, second.client].toSorted(), ["registered", "reused"])
+        assert.strictEqual(first.session.clientId, second.session.clientId)
+      }).pipe(Effect.scoped))
+  })
+})
+
 describe("Mcp against an MCP-style resource server", () => {
   layer(serversLayer(), { timeout: 60_000 })((it) => {
     it.effect("login discovers, registers once, binds the session to issuer and resource, and reuses the registration", () =>
