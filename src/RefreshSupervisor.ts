@@ -42,6 +42,7 @@ import { SessionConfig } from "./SessionConfig.js"
 import * as Sessions from "./Sessions.js"
 import * as TokenCleanup from "./TokenCleanup.js"
 import * as TokenStore from "./TokenStore.js"
+import { UserContext } from "./UserContext.js"
 
 export {
   delayUntilRefresh,
@@ -104,6 +105,8 @@ export const make = Effect.fnUntraced(function*(options?: {
   const store = yield* TokenStore.TokenStore
   const sessions = yield* Sessions.Sessions
   const claims = yield* Effect.serviceOption(RefreshClaims.RefreshClaims)
+  // Spans name a session by its fingerprint, as every other span does; present in every real composition.
+  const user = yield* Effect.serviceOption(UserContext)
   const settings = config.settings.tokenRefresh
   const enabled = settings.enabled && settings.backgroundRefreshEnabled
   const threshold = Duration.minutes(settings.refreshThresholdMinutes)
@@ -184,7 +187,14 @@ export const make = Effect.fnUntraced(function*(options?: {
         : backoff(id, before.detail)
     }
     const meta = before.meta
-    yield* Effect.annotateCurrentSpan({ "session.provider": meta.provider, "session.backend": meta.backend })
+    yield* Effect.annotateCurrentSpan({
+      "session.provider": meta.provider,
+      "session.backend": meta.backend,
+      ...Option.match(user, {
+        onNone: () => ({}),
+        onSome: (u) => ({ "session.fingerprint": TokenStore.fingerprint(u.namespace, id) })
+      })
+    })
     if (!RefreshPlan.refreshable(meta)) return yield* rearm(id, meta, false)
     // Another process (or a caller of this one) refreshed since the timer was set: nothing to do yet.
     const now = yield* nowMillis

@@ -1,10 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import { DateTime, Duration, Effect, Exit, Latch, Option, Ref, Scope } from "effect"
+import { DateTime, Duration, Effect, Exit, Latch, Option, Ref, Scope, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import * as RefreshSupervisor from "../src/RefreshSupervisor.js"
 import * as SessionConfig from "../src/SessionConfig.js"
 import * as Sessions from "../src/Sessions.js"
 import * as TokenStore from "../src/TokenStore.js"
+import { UserContext } from "../src/UserContext.js"
 import { sampleRecord } from "./support/TokenStoreConformance.js"
 
 const T0 = 1_900_000_000_000
@@ -128,6 +129,44 @@ describe("RefreshSupervisor", () => {
       assert.strictEqual((yield* Ref.get(fake.calls)).length, 1)
       yield* advance(1)
       assert.strictEqual((yield* Ref.get(fake.calls)).length, 2, "the second refresh came from the new expiry")
+    }))
+
+  it.effect("its refresh span names the session by provider and fingerprint, never by id", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(T0)
+      const store = yield* TokenStore.makeMemory
+      yield* store.put(session(1, 60))
+      const fake = yield* makeFake(store)
+      const spans: Array<Tracer.NativeSpan> = []
+      const tracer = Tracer.make({
+        span: (options) => {
+          const span = new Tracer.NativeSpan(options)
+          spans.push(span)
+          return span
+        }
+      })
+      const namespace = "tester@testhost:1000"
+      yield* start(store, fake.sessions).pipe(
+        Effect.provideService(UserContext, UserContext.of({
+          username: "tester",
+          uid: 1000,
+          home: "/home/tester",
+          hostname: "testhost",
+          principal: Option.none(),
+          namespace,
+          sessionDirectory: "/home/tester/.magictunnel/sessions",
+          storageDirectory: "/home/tester/.magictunnel/sessions/ns"
+        })),
+        Effect.withTracer(tracer)
+      )
+      yield* advance(minutes(46))
+      assert.strictEqual((yield* Ref.get(fake.calls)).length, 1)
+      const refresh = spans.find((s) => s.name === "RefreshSupervisor.refresh")
+      assert.isDefined(refresh)
+      const attributes = Object.fromEntries(refresh!.attributes)
+      assert.strictEqual(attributes["session.provider"], "p-1")
+      assert.strictEqual(attributes["session.fingerprint"], TokenStore.fingerprint(namespace, "s-1"))
+      assert.notInclude(JSON.stringify(attributes), "s-1")
     }))
 
   it.effect("jitter spreads sessions issued together, always inside the window and never later than the due time", () =>
