@@ -18,10 +18,11 @@
  * {@link runPeriodic} repeats a lighter check every
  * `validation_interval_minutes` while the process runs.
  *
- * Spans: `Recovery.run`, and one `Recovery.session` per session carrying the
- * provider, the session's fingerprint and the outcome; never a token.
+ * Spans: `Recovery.run` with the counts by outcome, and one `Recovery.session`
+ * per session carrying the provider, the session's fingerprint and the
+ * outcome; never a token.
  */
-import { Cause, Context, Data, Duration, Effect, Layer, Option, Ref, Schedule } from "effect"
+import { Cause, Context, Data, Duration, Effect, Layer, Metric, Option, Ref, Schedule } from "effect"
 import * as AuditLog from "./AuditLog.js"
 import * as SessionRecovery from "./internal/SessionRecovery.js"
 import * as Metrics from "./Metrics.js"
@@ -107,6 +108,8 @@ export const providerConcurrency = 4
 export const sessionConcurrency = 8
 
 class TransientFailures extends Data.TaggedError("TransientFailures")<{ readonly count: number }> {}
+
+const outcomes: ReadonlyArray<Outcome> = ["recovered", "refreshed", "needs_reauth", "failed"]
 
 /** Counts the outcomes of `sessions` (ordered by provider, then id). */
 export const reportOf = (sessions: ReadonlyArray<SessionOutcome>): RecoveryReport => {
@@ -213,18 +216,19 @@ export const make = Effect.gen(function*() {
       )
       const report = reportOf(perProvider.flat().map(({ detail, id, outcome, provider }) => ({ id, provider, outcome, detail })))
       yield* Metrics.sessionsListed(listed)
+      // Counted once per outcome rather than once per session.
+      for (const outcome of outcomes) {
+        if (report[outcome] > 0) yield* Metric.update(Metric.withAttributes(Metrics.recoveryOutcomes, { outcome }), report[outcome])
+      }
       yield* Effect.forEach(report.sessions, (s) =>
-        Effect.andThen(
-          Metrics.recovered(s.outcome),
-          AuditLog.record({
-            event: "recovery",
-            provider: s.provider,
-            sessionId: s.id,
-            outcome: s.outcome,
-            reason: Option.getOrUndefined(s.detail),
-            backend: store.backend
-          })
-        ), { discard: true })
+        AuditLog.record({
+          event: "recovery",
+          provider: s.provider,
+          sessionId: s.id,
+          outcome: s.outcome,
+          reason: Option.getOrUndefined(s.detail),
+          backend: store.backend
+        }), { discard: true })
       yield* Effect.annotateCurrentSpan({
         "recovery.recovered": report.recovered,
         "recovery.refreshed": report.refreshed,

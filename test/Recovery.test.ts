@@ -362,7 +362,7 @@ describe("Recovery", () => {
           "each check refreshes what is within the threshold then (the fake leaves the expiry as it was)"
         )
       })))
-  it.effect("traces the run and one span per session with provider, fingerprint and outcome, never a token", () =>
+  it.effect("traces the run with its counts and one span per session with provider, fingerprint and outcome, never a token", () =>
     withRecovery({ records: [session("valid", "a", 60), session("expiring", "b", 5)] }, (recovery) =>
       Effect.gen(function*() {
         const spans: Array<Tracer.NativeSpan> = []
@@ -376,9 +376,13 @@ describe("Recovery", () => {
         yield* recovery.run().pipe(Effect.withTracer(tracer))
         const run = spans.find((s) => s.name === "Recovery.run")
         assert.isDefined(run)
-        const perSession = spans.filter((s) => s.name === "Recovery.session").map((s) => Object.fromEntries(s.attributes))
+        assert.strictEqual(run!.attributes.get("recovery.recovered"), 1)
+        assert.strictEqual(run!.attributes.get("recovery.refreshed"), 1)
+        const perSession = spans.filter((s) => s.name === "Recovery.session")
+        // Children of the run, one per session, whether the listing settled it or it needed work.
+        assert.isTrue(perSession.every((s) => s.parent._tag === "Some" && s.parent.value.spanId === run!.spanId))
         assert.deepStrictEqual(
-          perSession.map((a) => [a["session.provider"], a["session.fingerprint"], a["recovery.outcome"]]).sort(),
+          perSession.map((s) => Object.fromEntries(s.attributes)).map((a) => [a["session.provider"], a["session.fingerprint"], a["recovery.outcome"]]).sort(),
           [
             ["a", TokenStore.fingerprint("alice@box:1000", "valid"), "recovered"],
             ["b", TokenStore.fingerprint("alice@box:1000", "expiring"), "refreshed"]

@@ -10,6 +10,14 @@
  * id) lets `list` open a record found without its index entry and rebuild the
  * entry from it.
  *
+ * The record is the truth; its index entry only names the session when the
+ * record cannot. So `put` makes the record durable (fsync, rename, directory
+ * fsync) and then replaces the entry atomically but without fsync (it is
+ * rebuilt from the record), and `list` reads the index directory's names
+ * only: it opens every record, reads an entry only for a record that is
+ * missing, unreadable or does not open, and writes one only where a record has
+ * none. An entry left a put behind by a kill is rewritten by the next put.
+ *
  * Damage stays local: a record that does not open or decode is moved aside as
  * `<name>.corrupt-<epoch ms>` (never deleted), its index entry is marked
  * `corrupted`, and every other session is untouched. With
@@ -17,13 +25,14 @@
  * 0600); the store then says `insecure` and its health says why.
  */
 import * as Crypto from "node:crypto"
-import { Clock, Duration, Effect, FileSystem, Layer, Option, Path, Result, Schema } from "effect"
+import { Clock, Duration, Effect, FileSystem, Layer, Option, Path, Result } from "effect"
 import type { PlatformError } from "effect/PlatformError"
 import * as AuditLog from "../AuditLog.js"
 import * as EncryptionKey from "../EncryptionKey.js"
 import * as AtomicFile from "../internal/AtomicFile.js"
 import * as Envelope from "../internal/Envelope.js"
 import * as MetadataIndex from "../internal/MetadataIndex.js"
+import * as ReadFile from "../internal/ReadFile.js"
 import * as RecordCodec from "../internal/RecordCodec.js"
 import { SessionConfig } from "../SessionConfig.js"
 import * as TokenStore from "../TokenStore.js"
@@ -39,7 +48,6 @@ export const staleTempAge = Duration.seconds(60)
 export const healthTimeout = Duration.seconds(5)
 
 const backend = "filesystem" as const
-const EntryJson = Schema.toCodecJson(MetadataIndex.IndexEntry)
 const utf8 = new TextEncoder()
 
 const reasonOf = (e: PlatformError): TokenStore.Reason =>
@@ -71,12 +79,12 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
 
   const fileOf = (fileKey: string) => path.join(dir, fileKey + recordSuffix)
   const readBytes = (file: string) =>
-    fs.readFile(file).pipe(
+    ReadFile.readFile(file).pipe(
       Effect.map(Option.some),
       Effect.catchTag("PlatformError", (e) => AtomicFile.isNotFound(e) ? Effect.succeedNone : Effect.fail(e))
     )
   const readRecord = (fileKey: string, data: Uint8Array) =>
-    Effect.flatMap(codec.open(fileKey, data), (plain) => RecordCodec.decode(fileKey, plain))
+    Effect.flatMap(codec.open(fileKey, data), (plain) => Effect.fromResult(RecordCodec.decodeResult(fileKey, plain)))
 
   /** Moves a damaged record aside (if it is still the bytes we judged) and marks its index entry. */
   const quarantine = (id: string, fileKey: string, data: Uint8Array, problem: RecordCodec.Problem) =>
@@ -128,9 +136,11 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
   const put = Effect.fn("TokenStore.filesystem.put")(function*(record: TokenStore.SessionRecord) {
     const fileKey = MetadataIndex.fileKeyOf(record.id)
     const data = yield* codec.seal(fileKey, yield* RecordCodec.encode(record))
-    // Record first, then its index entry: a crash in between leaves a record that `list` indexes.
+    // Record first (durable), then its index entry (atomic, not fsynced: it is rebuilt from the record).
+    // The entry is written only once the record is durable, so it is never ahead of its record, even
+    // after a power loss.
     yield* services(AtomicFile.write(fileOf(fileKey), data, mode)).pipe(Effect.mapError(fail("put", record.id)))
-    yield* index.put(MetadataIndex.entryOf(TokenStore.metadataOf(record, backend))).pipe(
+    yield* index.put(MetadataIndex.entryOf(TokenStore.metadataOf(record, backend)), { durable: false }).pipe(
       Effect.mapError(fail("put", record.id))
     )
   })
@@ -143,77 +153,103 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
     )
   })
 
-  const sameEntry = (a: MetadataIndex.IndexEntry, b: MetadataIndex.IndexEntry) =>
-    JSON.stringify(Schema.encodeSync(EntryJson)(a)) === JSON.stringify(Schema.encodeSync(EntryJson)(b))
   const repair = (what: string, e: Effect.Effect<void, PlatformError>) =>
     e.pipe(Effect.catch((err) => Effect.logWarning(`index repair (${what}) failed: ${err.message}`)))
+  /** The index entry of a file key, when there is a sound one (consulted only for records that do not open). */
+  const entryAt = (fileKey: string) =>
+    index.read(fileKey).pipe(
+      Effect.map((r) => r._tag === "Found" ? Option.some(r.entry) : Option.none<MetadataIndex.IndexEntry>()),
+      Effect.orElseSucceed(() => Option.none<MetadataIndex.IndexEntry>())
+    )
 
   const list = Effect.fn("TokenStore.filesystem.list")(function*() {
-    const names = yield* fs.readDirectory(dir).pipe(Effect.mapError(fail("list")))
+    const [names, indexed] = yield* Effect.all([fs.readDirectory(dir), index.fileKeys], { concurrency: 2 }).pipe(
+      Effect.mapError(fail("list"))
+    )
     const fileKeys = new Set(
       names.filter((n) => n.endsWith(recordSuffix) && !n.startsWith(".")).map((n) => n.slice(0, -recordSuffix.length))
     )
-    const listing = yield* index.list.pipe(Effect.mapError(fail("list")))
-    const entries = new Map(listing.entries.map((e) => [MetadataIndex.fileKeyOf(e.id), e]))
     const out: Array<TokenStore.SessionMetadata> = []
+    // What `list` reads of a record: the same checks as `get`, the metadata only (no secret is wrapped
+    // or kept), opened with the keys loaded now; a record sealed with a key this process does not have
+    // yet goes through `open`, which reloads the keyset.
+    const openNow = yield* codec.opener
+    const readMetadata = (fileKey: string, data: Uint8Array): Effect.Effect<TokenStore.SessionMetadata, RecordCodec.Problem> => {
+      const opened = openNow(fileKey, data)
+      if (opened === undefined) {
+        return Effect.flatMap(codec.open(fileKey, data), (plain) =>
+          Effect.fromResult(RecordCodec.decodeMetadata(fileKey, plain, backend)))
+      }
+      return Effect.fromResult(Result.flatMap(opened, (plain) => RecordCodec.decodeMetadata(fileKey, plain, backend)))
+    }
 
     // Every record is opened: the record decides, and a damaged one is reported (and set aside) here too.
-    yield* Effect.forEach(fileKeys, (fileKey) =>
-      Effect.gen(function*() {
-        const entry = entries.get(fileKey)
-        // One unreadable record (a directory in its place, a file we may not read) must not hide every
-        // other session: it is listed from its index entry with the error, or logged when it has none.
-        const read = yield* Effect.result(readBytes(fileOf(fileKey)))
+    // The index is read only where the record cannot speak for itself (unreadable, does not open, gone).
+    const one = (fileKey: string) =>
+      Effect.flatMap(Effect.result(readBytes(fileOf(fileKey))), (read) => {
         if (Result.isFailure(read)) {
+          // One unreadable record (a directory in its place, a file we may not read) must not hide every
+          // other session: it is listed from its index entry with the error, or logged when it has none.
           const detail = `record unreadable: ${read.failure.message}`
-          if (entry === undefined) return yield* Effect.logWarning(`${fileOf(fileKey)}: ${detail}`)
-          out.push({ ...MetadataIndex.metadataOfEntry(entry), lastError: Option.some(detail) })
-          return
+          return Effect.flatMap(entryAt(fileKey), (entry) => {
+            if (Option.isNone(entry)) return Effect.logWarning(`${fileOf(fileKey)}: ${detail}`)
+            out.push({ ...MetadataIndex.metadataOfEntry(entry.value), lastError: Option.some(detail) })
+            return Effect.void
+          })
         }
-        const data = read.success
-        if (Option.isNone(data)) return // removed meanwhile
-        const opened = yield* Effect.result(readRecord(fileKey, data.value))
-        if (Result.isSuccess(opened)) {
-          const fresh = MetadataIndex.entryOf(TokenStore.metadataOf(opened.success, backend))
-          if (entry === undefined || !sameEntry(entry, fresh)) {
-            yield* repair(opened.success.id, Effect.gen(function*() {
-              // A concurrent put may have indexed a newer generation since the listing.
-              const now = yield* index.get(opened.success.id)
-              if (Option.isSome(now) && now.value.state !== "corrupted" && now.value.generation > fresh.generation) {
-                // Only a record that really moved on justifies the entry; an entry claiming a generation
-                // its record does not have is a lie (or a torn update) and is rewritten from the record.
-                const again = yield* readBytes(fileOf(fileKey)).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
-                const reread = Option.isSome(again) ? yield* Effect.result(readRecord(fileKey, again.value)) : undefined
-                if (reread === undefined || Result.isFailure(reread) || reread.success.generation !== fresh.generation) return
-              }
-              yield* index.put(fresh)
-            }))
+        if (Option.isNone(read.success)) return Effect.void // removed meanwhile
+        const data = read.success.value
+        return Effect.flatMap(Effect.result(readMetadata(fileKey, data)), (opened) => {
+          if (Result.isSuccess(opened)) {
+            const metadata = opened.success
+            out.push(metadata)
+            // A record that opens is the truth; its entry is only written when there is none (a put
+            // killed between its two writes, a file removed by hand). A stale entry is rewritten by the
+            // next put and never read while its record opens.
+            return indexed.has(fileKey) ? Effect.void : repair(metadata.id, Effect.flatMap(index.read(fileKey), (now) =>
+              // A concurrent put may have indexed the session since the directory was read.
+              now._tag === "Missing" ? index.put(MetadataIndex.entryOf(metadata), { durable: false }) : Effect.void))
           }
-          out.push(TokenStore.metadataOf(opened.success, backend))
-          return
-        }
-        if (entry === undefined) {
-          // Neither the record nor an index entry names the session: it cannot be listed by id.
-          yield* Effect.logWarning(`record file ${fileOf(fileKey)} does not open and has no index entry: ${opened.failure.detail}`)
-          return
-        }
-        yield* quarantine(entry.id, fileKey, data.value, opened.failure).pipe(Effect.ignore)
-        out.push({ ...MetadataIndex.metadataOfEntry(entry), state: "corrupted", lastError: Option.some(opened.failure.detail) })
-      }), { concurrency: 16, discard: true })
+          return Effect.flatMap(entryAt(fileKey), (entry) => {
+            if (Option.isNone(entry)) {
+              // Neither the record nor an index entry names the session: it cannot be listed by id.
+              return Effect.logWarning(
+                `record file ${fileOf(fileKey)} does not open and has no index entry: ${opened.failure.detail}`
+              )
+            }
+            out.push({
+              ...MetadataIndex.metadataOfEntry(entry.value),
+              state: "corrupted",
+              lastError: Option.some(opened.failure.detail)
+            })
+            return Effect.ignore(quarantine(entry.value.id, fileKey, data, opened.failure))
+          })
+        })
+      })
+    yield* Effect.forEach(fileKeys, one, { concurrency: 16, discard: true })
 
-    for (const [fileKey, entry] of entries) {
-      if (fileKeys.has(fileKey)) continue
-      // A corrupted session stays listed after its record was moved aside; any other orphan entry goes,
-      // unless a put created its record after the directory was read.
-      if (entry.state === "corrupted") out.push(MetadataIndex.metadataOfEntry(entry))
-      else if (!(yield* fs.exists(fileOf(fileKey)).pipe(Effect.orElseSucceed(() => true)))) {
-        yield* repair(entry.id, index.remove(entry.id))
-      }
-    }
-    for (const fileKey of listing.damaged) {
-      if (fileKeys.has(fileKey)) continue // rewritten from its record above
-      yield* repair(`damaged index file ${fileKey}`, fs.remove(path.join(index.directory, `${fileKey}.json`)))
-    }
+    // Index files without a record: a corrupted session stays listed after its record was moved aside;
+    // any other orphan entry goes (unless a put created its record after the directory was read), and so
+    // does an index file that is not a sound entry.
+    const orphans = Array.from(indexed).filter((fileKey) => !fileKeys.has(fileKey))
+    yield* Effect.forEach(orphans, (fileKey) =>
+      Effect.flatMap(index.read(fileKey).pipe(Effect.orElseSucceed((): MetadataIndex.Read => ({ _tag: "Damaged" }))), (r) => {
+        switch (r._tag) {
+          case "Missing":
+            return Effect.void
+          case "Damaged":
+            return repair(`damaged index file ${fileKey}`, index.removeFile(fileKey))
+          case "Found": {
+            const entry = r.entry
+            if (entry.state === "corrupted") {
+              out.push(MetadataIndex.metadataOfEntry(entry))
+              return Effect.void
+            }
+            return Effect.flatMap(fs.exists(fileOf(fileKey)).pipe(Effect.orElseSucceed(() => true)), (exists) =>
+              exists ? Effect.void : repair(entry.id, index.remove(entry.id)))
+          }
+        }
+      }), { concurrency: 16, discard: true })
     return out
   })
 

@@ -7,6 +7,11 @@
  * over the target, and then the directory is fsynced so the rename itself is
  * durable. Temp files are named `.<name>.tmp-<random>` so a sweeper can find
  * and remove the leftovers of a killed writer.
+ *
+ * `durable: false` skips both fsyncs, for files that can be rebuilt from
+ * others (the metadata index): the temp file and the rename still make every
+ * replace all-or-nothing when a process is killed; only a power loss or a
+ * kernel crash may then lose the replace, or leave the new file empty.
  */
 import * as Crypto from "node:crypto"
 import { Effect, FileSystem, Path } from "effect"
@@ -18,12 +23,20 @@ export const tempInfix = ".tmp-"
 /** True when a platform error means the path does not exist. */
 export const isNotFound = (e: PlatformError): boolean => e.reason._tag === "NotFound"
 
-/** Writes `data` to `target` atomically and durably with exactly `mode` (umask ignored). */
+/** Options of {@link write}. */
+export interface WriteOptions {
+  /** fsync the file and its directory (the default); false only for data that can be rebuilt. */
+  readonly durable?: boolean | undefined
+}
+
+/** Writes `data` to `target` atomically and (unless told otherwise) durably with exactly `mode` (umask ignored). */
 export const write = Effect.fnUntraced(function*(
   target: string,
   data: Uint8Array,
-  mode: number
+  mode: number,
+  options?: WriteOptions
 ): Effect.fn.Return<void, PlatformError, FileSystem.FileSystem | Path.Path> {
+  const durable = options?.durable ?? true
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
   const dir = path.dirname(target)
@@ -31,14 +44,14 @@ export const write = Effect.fnUntraced(function*(
   yield* Effect.scoped(Effect.gen(function*() {
     const file = yield* fs.open(tmp, { flag: "wx", mode })
     yield* file.writeAll(data)
-    yield* file.sync
+    if (durable) yield* file.sync
   })).pipe(
     // open's mode is filtered by the umask; set it exactly before the file becomes visible.
     Effect.andThen(fs.chmod(tmp, mode)),
     Effect.andThen(fs.rename(tmp, target)),
     Effect.onError(() => fs.remove(tmp).pipe(Effect.ignore))
   )
-  yield* syncDirectory(dir)
+  if (durable) yield* syncDirectory(dir)
 })
 
 /** fsyncs a directory so that renames and unlinks in it survive a power loss. */

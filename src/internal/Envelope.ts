@@ -135,19 +135,24 @@ export const open = (options: {
     return fail({ _tag: "UnsupportedVersion", version: data[magic.length]! })
   }
   if (data.length < minimumLength) return fail({ _tag: "Truncated", length: data.length })
-  const head = data.subarray(0, headerBytes)
-  const keyId = Buffer.from(data.subarray(magic.length + 1, headerBytes)).toString("hex")
+  // A view, not a copy: the blob is read once per open (every record, in `list`).
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  const head = bytes.subarray(0, headerBytes)
+  const keyId = bytes.toString("hex", magic.length + 1, headerBytes)
   const key = typeof options.keys === "function" ? options.keys(keyId) : options.keys.get(keyId)
   if (key === undefined) return fail({ _tag: "UnknownKey", keyId })
   checkKey(key)
-  const nonce = data.subarray(headerBytes, headerBytes + nonceBytes)
-  const body = data.subarray(headerBytes + nonceBytes, data.length - tagBytes)
-  const tag = data.subarray(data.length - tagBytes)
+  const nonce = bytes.subarray(headerBytes, headerBytes + nonceBytes)
+  const body = bytes.subarray(headerBytes + nonceBytes, bytes.length - tagBytes)
+  const tag = bytes.subarray(bytes.length - tagBytes)
   try {
     const decipher = Crypto.createDecipheriv("aes-256-gcm", key, nonce, { authTagLength: tagBytes })
     decipher.setAAD(aadOf(head, options.namespace, options.sessionId))
     decipher.setAuthTag(tag)
-    return Result.succeed(new Uint8Array(Buffer.concat([decipher.update(body), decipher.final()])))
+    const plain = decipher.update(body)
+    // GCM's final() only checks the tag: it never returns bytes, so the plaintext is not copied again.
+    const rest = decipher.final()
+    return Result.succeed(rest.length === 0 ? plain : Buffer.concat([plain, rest]))
   } catch {
     // node's message ("Unsupported state or unable to authenticate data") adds nothing and is dropped.
     return fail({ _tag: "AuthenticationFailed" })

@@ -8,12 +8,16 @@
  * different processes then never lose each other's updates, and every update
  * is an atomic replace of one file. The record in its backend is the source of
  * truth; the index is advisory and repaired from the record when they disagree.
+ * A backend that can rebuild the entries from its records (the file store)
+ * writes them without fsync (`durable: false`); the keyring stores, whose
+ * only list is the index, keep them durable.
  */
 import * as Crypto from "node:crypto"
 import { DateTime, Effect, FileSystem, Option, Path, Schema } from "effect"
 import type { PlatformError } from "effect/PlatformError"
 import type * as TokenStore from "../TokenStore.js"
 import * as AtomicFile from "./AtomicFile.js"
+import * as ReadFile from "./ReadFile.js"
 
 /** The file-safe key of a session id: record and index files are named after it. */
 export const fileKeyOf = (id: string): string => Crypto.createHash("sha256").update(id).digest("hex").slice(0, 32)
@@ -45,7 +49,7 @@ export class IndexEntry extends Schema.Class<IndexEntry>("magictunnel-session/In
 }) {}
 
 const IndexEntryJson = Schema.fromJsonString(Schema.toCodecJson(IndexEntry))
-const decodeEntry = Schema.decodeUnknownEffect(IndexEntryJson)
+const decodeEntry = Schema.decodeUnknownOption(IndexEntryJson)
 const encodeEntry = Schema.encodeEffect(IndexEntryJson)
 
 /** Builds an index entry from a record's metadata. */
@@ -100,13 +104,30 @@ export interface Listing {
   readonly damaged: ReadonlyArray<string>
 }
 
+/** What the index file of one file key holds. */
+export type Read =
+  | { readonly _tag: "Missing" }
+  /** Not JSON, not an entry, or an entry of another session (copied or tampered with). */
+  | { readonly _tag: "Damaged" }
+  | { readonly _tag: "Found"; readonly entry: IndexEntry }
+
 /** An index rooted at `<storageDirectory>/index`. */
 export interface MetadataIndex {
   readonly directory: string
   readonly get: (id: string) => Effect.Effect<Option.Option<IndexEntry>, PlatformError>
-  readonly put: (entry: IndexEntry) => Effect.Effect<void, PlatformError>
+  /**
+   * Replaces a session's entry atomically; durably (fsynced) unless
+   * `durable: false`, for a caller that can rebuild the entry from its record.
+   */
+  readonly put: (entry: IndexEntry, options?: AtomicFile.WriteOptions) => Effect.Effect<void, PlatformError>
   readonly remove: (id: string) => Effect.Effect<void, PlatformError>
   readonly list: Effect.Effect<Listing, PlatformError>
+  /** The file keys that have an index file (the directory's names only; nothing is read). */
+  readonly fileKeys: Effect.Effect<ReadonlySet<string>, PlatformError>
+  /** Reads the index file of one file key. */
+  readonly read: (fileKey: string) => Effect.Effect<Read, PlatformError>
+  /** Removes the index file of one file key (a damaged one, whose session is unknown). */
+  readonly removeFile: (fileKey: string) => Effect.Effect<void, PlatformError>
   /** Marks a session corrupted, keeping what is known of it. */
   readonly markCorrupted: (
     id: string,
@@ -117,6 +138,17 @@ export interface MetadataIndex {
 }
 
 const suffix = ".json"
+const utf8 = new TextEncoder()
+const fromUtf8 = new TextDecoder("utf-8", { fatal: true })
+const decodeText = (bytes: Uint8Array): Option.Option<string> => {
+  try {
+    return Option.some(fromUtf8.decode(bytes))
+  } catch {
+    return Option.none()
+  }
+}
+const missing: Read = { _tag: "Missing" }
+const damaged: Read = { _tag: "Damaged" }
 
 /** Opens (creating 0700 if needed) the index of one storage directory. */
 export const make = Effect.fnUntraced(function*(storageDirectory: string, fileMode: number) {
@@ -129,56 +161,59 @@ export const make = Effect.fnUntraced(function*(storageDirectory: string, fileMo
   }
   const provide = Effect.provideService(FileSystem.FileSystem, fs)
   const fileOf = (id: string) => path.join(directory, fileKeyOf(id) + suffix)
+  const fileOfKey = (fileKey: string) => path.join(directory, fileKey + suffix)
+  const ignoreNotFound = (e: Effect.Effect<void, PlatformError>) =>
+    Effect.catchTag(e, "PlatformError", (err) => AtomicFile.isNotFound(err) ? Effect.void : Effect.fail(err))
 
-  const readFile = (file: string) =>
-    fs.readFileString(file).pipe(
-      Effect.flatMap((text) => Effect.option(decodeEntry(text)))
+  const read = (fileKey: string): Effect.Effect<Read, PlatformError> =>
+    ReadFile.readFile(fileOfKey(fileKey)).pipe(
+      Effect.map((bytes): Read => {
+        const decoded = Option.flatMap(decodeText(bytes), decodeEntry)
+        // A file whose name does not match its id was copied or tampered with.
+        return Option.isSome(decoded) && fileKeyOf(decoded.value.id) === fileKey
+          ? { _tag: "Found", entry: decoded.value }
+          : damaged
+      }),
+      Effect.catchTag("PlatformError", (e) => AtomicFile.isNotFound(e) ? Effect.succeed(missing) : Effect.fail(e))
     )
 
   const get = (id: string) =>
-    readFile(fileOf(id)).pipe(
-      Effect.map(Option.filter((e) => e.id === id)),
-      Effect.catchTag("PlatformError", (e) =>
-        AtomicFile.isNotFound(e)
-          ? Effect.succeedNone
-          : Effect.fail(e))
-    )
+    Effect.map(read(fileKeyOf(id)), (r) => r._tag === "Found" && r.entry.id === id ? Option.some(r.entry) : Option.none())
 
-  const put = (entry: IndexEntry) =>
+  const put = (entry: IndexEntry, options?: AtomicFile.WriteOptions) =>
     encodeEntry(entry).pipe(
       Effect.orDie, // an IndexEntry we built always encodes
-      Effect.flatMap((text) => AtomicFile.write(fileOf(entry.id), new TextEncoder().encode(text), fileMode)),
+      Effect.flatMap((text) => AtomicFile.write(fileOf(entry.id), utf8.encode(text), fileMode, options)),
       Effect.provideService(Path.Path, path),
       provide
     )
 
-  const remove = (id: string) =>
-    fs.remove(fileOf(id)).pipe(
-      Effect.catchTag("PlatformError", (e) =>
-        AtomicFile.isNotFound(e) ? Effect.void : Effect.fail(e))
-    )
+  const remove = (id: string) => ignoreNotFound(fs.remove(fileOf(id)))
+  const removeFile = (fileKey: string) => ignoreNotFound(fs.remove(fileOfKey(fileKey)))
+
+  const fileKeys = Effect.map(
+    fs.readDirectory(directory),
+    (names) => new Set(names.filter((n) => n.endsWith(suffix) && !n.startsWith(".")).map((n) => n.slice(0, -suffix.length)))
+  )
 
   const list = Effect.gen(function*() {
-    const names = yield* fs.readDirectory(directory)
+    const keys = yield* fileKeys
     const entries: Array<IndexEntry> = []
-    const damaged: Array<string> = []
+    const damagedKeys: Array<string> = []
     yield* Effect.forEach(
-      names.filter((n) => n.endsWith(suffix) && !n.startsWith(".")),
-      (name) =>
-        readFile(path.join(directory, name)).pipe(
-          Effect.map((o) => {
-            // A file whose name does not match its id was copied or tampered with.
-            if (o._tag === "Some" && fileKeyOf(o.value.id) + suffix === name) entries.push(o.value)
-            else damaged.push(name.slice(0, -suffix.length))
+      keys,
+      (fileKey) =>
+        read(fileKey).pipe(
+          Effect.map((r) => {
+            if (r._tag === "Found") entries.push(r.entry)
+            else if (r._tag === "Damaged") damagedKeys.push(fileKey)
+            // Missing: removed between readdir and read.
           }),
-          Effect.catchTag("PlatformError", (e) =>
-            AtomicFile.isNotFound(e)
-              ? Effect.void // removed between readdir and read
-              : Effect.sync(() => damaged.push(name.slice(0, -suffix.length))))
+          Effect.catchTag("PlatformError", () => Effect.sync(() => damagedKeys.push(fileKey)))
         ),
       { concurrency: 16, discard: true }
     )
-    return { entries, damaged } satisfies Listing
+    return { entries, damaged: damagedKeys } satisfies Listing
   })
 
   const markCorrupted: MetadataIndex["markCorrupted"] = (id, fallback, detail, quarantinedAs) =>
@@ -201,5 +236,5 @@ export const make = Effect.fnUntraced(function*(storageDirectory: string, fileMo
       yield* put(new IndexEntry({ ...base, state: "corrupted", lastError: detail, updatedAt: now, quarantinedAs }))
     })
 
-  return { directory, get, put, remove, list, markCorrupted } satisfies MetadataIndex
+  return { directory, get, put, remove, list, fileKeys, read, removeFile, markCorrupted } satisfies MetadataIndex
 })

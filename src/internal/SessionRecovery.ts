@@ -5,7 +5,7 @@
  * its access token is validated with the server. Every failure becomes an
  * outcome of that session; nothing escapes to the other sessions.
  */
-import { Cause, DateTime, Duration, Effect, Option } from "effect"
+import { Cause, Clock, DateTime, Duration, Effect, Option } from "effect"
 import type * as OAuthClient from "../OAuthClient.js"
 import type { Loaded, ProviderSettings } from "../SessionConfig.js"
 import type * as Sessions from "../Sessions.js"
@@ -202,7 +202,7 @@ export const make = (deps: {
     }
   })
 
-  const one = Effect.fn("Recovery.session")(function*(
+  const traced = Effect.fn("Recovery.session")(function*(
     m: TokenStore.SessionMetadata,
     mode: Mode
   ) {
@@ -222,6 +222,34 @@ export const make = (deps: {
     yield* Effect.annotateCurrentSpan("recovery.outcome", Option.match(r, { onNone: () => "gone", onSome: (x) => x.outcome }))
     return [m.id, r] as const
   })
+
+  /**
+   * True when the listing alone settles a session: verified by the store (or
+   * not to be read), active, valid beyond the refresh threshold, and not to be
+   * validated with the server. Nothing is done for it, so its span is made
+   * with its attributes in one step (no generator, no annotations): a full
+   * traced run costs about as much as the rest of its recovery.
+   */
+  const settledByListing = (m: TokenStore.SessionMetadata, mode: Mode, nowMs: number) =>
+    !mode.validate &&
+    (!mode.read || store.listVerifies === true) &&
+    m.state === "active" &&
+    (Option.isNone(m.expiresAt) || DateTime.toEpochMillis(m.expiresAt.value) - nowMs > thresholdMs)
+
+  /** One session's outcome, in its own `Recovery.session` span; `none` when it vanished between list and get. */
+  const one = (m: TokenStore.SessionMetadata, mode: Mode) =>
+    Effect.flatMap(Clock.currentTimeMillis, (nowMs) =>
+      settledByListing(m, mode, nowMs)
+        ? Effect.succeed([m.id, Option.some(result(m, "recovered"))] as const).pipe(
+          Effect.withSpan("Recovery.session", {
+            attributes: {
+              "session.provider": m.provider,
+              "session.fingerprint": TokenStore.fingerprint(deps.namespace, m.id),
+              "recovery.outcome": "recovered"
+            }
+          })
+        )
+        : traced(m, mode))
 
   return { one, result }
 }

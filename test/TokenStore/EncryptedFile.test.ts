@@ -207,7 +207,7 @@ describe("EncryptedFile", () => {
       assert.strictEqual(secretOf(yield* plain.store.get("provider-1")), "RT-secret-1")
     }).pipe(Effect.scoped))
 
-  it.live("list repairs the index: missing and damaged entries rebuilt, orphan entries dropped", () =>
+  it.live("list repairs the index where it matters: missing entries written, orphans dropped; damaged ones follow the next put", () =>
     Effect.gen(function*() {
       const home = yield* tempDir("mts-ef-")
       const { dir, store } = yield* openStore({ home, source: "file" })
@@ -218,15 +218,27 @@ describe("EncryptedFile", () => {
       Fs.rmSync(fileOf(dir, "provider-4"))
       const junk = NodePathModule.join(dir, "index", `${MetadataIndex.fileKeyOf("gone")}.json`)
       Fs.writeFileSync(junk, "garbage")
+      const entryOf = (id: string) => JSON.parse(Fs.readFileSync(indexFileOf(dir, id), "utf8")) as { id: string; state: string }
+      // The records decide what is listed, whatever their entries say.
       const ids = (yield* store.list).map((m) => m.id).sort()
       assert.deepStrictEqual(ids, ["provider-1", "provider-2", "provider-3"])
-      for (const id of ids) {
-        const entry = JSON.parse(Fs.readFileSync(indexFileOf(dir, id), "utf8")) as { id: string; state: string }
-        assert.strictEqual(entry.id, id)
-        assert.strictEqual(entry.state, "active")
-      }
-      assert.isFalse(Fs.existsSync(indexFileOf(dir, "provider-4")))
+      assert.strictEqual(entryOf("provider-1").id, "provider-1", "a missing entry is written from its record")
+      assert.isFalse(Fs.existsSync(indexFileOf(dir, "provider-4")), "an entry without a record is dropped")
       assert.isFalse(Fs.existsSync(junk), "a damaged index file without a record is dropped")
+      // The entry of a record that opens is never read by list (the record is the truth), so a damaged
+      // one stays until the next put of its session rewrites it.
+      yield* Effect.forEach([2, 3], (n) => store.put(sampleRecord(n)))
+      for (const id of ["provider-2", "provider-3"]) {
+        assert.strictEqual(entryOf(id).id, id)
+        assert.strictEqual(entryOf(id).state, "active")
+      }
+      // Once its record is gone bad, the entry is what names the session: it is listed as corrupted.
+      Fs.writeFileSync(fileOf(dir, "provider-2"), "garbage")
+      const listed = yield* store.list
+      assert.deepStrictEqual(
+        listed.map((m) => [m.id, m.state]).sort(),
+        [["provider-1", "active"], ["provider-2", "corrupted"], ["provider-3", "active"]]
+      )
     }).pipe(Effect.scoped))
 
   it.live("key rotation re-seals every record with the new key; everything still reads", () =>
