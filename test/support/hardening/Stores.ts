@@ -2,7 +2,7 @@
  * The encrypted file store as a process opens it, for the hardening tests and
  * their workers: over a test home (FileStoreFixtures.environment), with its
  * data key, and the checks made after every crash (every record opens, the
- * index agrees with the records).
+ * index is whole and never ahead of its records).
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
