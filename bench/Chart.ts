@@ -126,7 +126,14 @@ export const render = (chart: Chart): string => {
 
 /** Refresh grants per second against concurrency, ours (disk and tmpfs) against the raw loop. */
 export const throughput = (
-  points: ReadonlyArray<{ readonly medium: string; readonly sessions: number; readonly concurrency: number; readonly ours: number; readonly raw: number }>,
+  points: ReadonlyArray<{
+    readonly medium: string
+    readonly sessions: number
+    readonly concurrency: number
+    readonly ours: number
+    readonly raw: number
+    readonly durable: number
+  }>,
   sessions: number,
   machine: string
 ): string => {
@@ -136,16 +143,28 @@ export const throughput = (
   const memory = on("memory")
   const series: Array<Series> = [
     { name: "ours, encrypted file store on disk", color: "#1f6fb4", points: disk.map((p) => [p.concurrency, p.ours] as const) },
-    { name: "raw oauth4webapi loop (beside the disk run)", color: "#d95f02", dashed: true, points: disk.map((p) => [p.concurrency, p.raw] as const) }
+    { name: "raw oauth4webapi loop (beside the disk run)", color: "#d95f02", dashed: true, points: disk.map((p) => [p.concurrency, p.raw] as const) },
+    {
+      name: "raw loop + durable write per refresh, disk",
+      color: "#7570b3",
+      dashed: true,
+      points: disk.map((p) => [p.concurrency, p.durable] as const)
+    }
   ]
   if (memory.length > 0) {
     series.push(
       { name: "ours, encrypted file store on tmpfs", color: "#2ca02c", points: memory.map((p) => [p.concurrency, p.ours] as const) },
-      { name: "raw oauth4webapi loop (beside the tmpfs run)", color: "#a0a0a0", dashed: true, points: memory.map((p) => [p.concurrency, p.raw] as const) }
+      { name: "raw oauth4webapi loop (beside the tmpfs run)", color: "#a0a0a0", dashed: true, points: memory.map((p) => [p.concurrency, p.raw] as const) },
+      {
+        name: "raw loop + durable write per refresh, tmpfs",
+        color: "#e7298a",
+        dashed: true,
+        points: memory.map((p) => [p.concurrency, p.durable] as const)
+      }
     )
   }
   return render({
-    title: `Refresh throughput, ${sessions} sessions, rotation on`,
+    title: `Refresh throughput, ${sessions} sessions, rotation on, server in its own process`,
     subtitle: machine,
     xLabel: "concurrent refreshes (concurrent_refresh_limit / raw pool size)",
     yLabel: "refresh grants per second",

@@ -36,6 +36,12 @@ export interface Options {
   readonly deviceInterval?: number
   /** Lifetime of device codes (default 600). */
   readonly deviceCodeTtl?: number
+  /**
+   * Keep every record until it expires (default false: oidc-provider's own
+   * in-memory store, an LRU of 1000 entries, which evicts grants once a few
+   * hundred sessions have been refreshed a few times; benchmarks need this).
+   */
+  readonly unboundedStorage?: boolean
 }
 
 /** What the token endpoint saw since the server started. */
@@ -108,6 +114,7 @@ export const start = async (options: Options = {}): Promise<OidcServer> => {
   }
 
   const provider = new Provider(issuer, {
+    ...(options.unboundedStorage === true ? { adapter: unboundedAdapter() } : {}),
     clients: [
       {
         client_id: publicClientId,
@@ -263,6 +270,70 @@ export const start = async (options: Options = {}): Promise<OidcServer> => {
     counters: () => ({ ...counts }),
     protocolSecrets: () => [...protocolSecrets],
     close
+  }
+}
+
+type Payload = Record<string, unknown>
+
+/**
+ * oidc-provider's adapter contract over plain maps with no bound: records
+ * live until they expire (what the default store does, minus its LRU
+ * eviction), with the indexes the provider looks records up by (session
+ * uid, device user code, the members of a grant for revocation).
+ */
+const unboundedAdapter = () => {
+  const records = new Map<string, { readonly payload: Payload; readonly expiresAt: number }>()
+  const byUid = new Map<string, string>()
+  const byUserCode = new Map<string, string>()
+  const byGrant = new Map<string, Set<string>>()
+  const live = (key: string): Payload | undefined => {
+    const record = records.get(key)
+    if (record === undefined) return undefined
+    if (record.expiresAt <= Date.now()) {
+      records.delete(key)
+      return undefined
+    }
+    return record.payload
+  }
+  return class UnboundedAdapter {
+    constructor(readonly model: string) {}
+    key(id: string) {
+      return `${this.model}:${id}`
+    }
+    async upsert(id: string, payload: Payload, expiresIn?: number) {
+      const key = this.key(id)
+      records.set(key, { payload, expiresAt: typeof expiresIn === "number" ? Date.now() + expiresIn * 1000 : Infinity })
+      if (this.model === "Session" && typeof payload["uid"] === "string") byUid.set(payload["uid"], id)
+      if (typeof payload["userCode"] === "string") byUserCode.set(payload["userCode"], id)
+      const grantId = payload["grantId"]
+      if (typeof grantId === "string") {
+        const members = byGrant.get(grantId) ?? new Set<string>()
+        members.add(key)
+        byGrant.set(grantId, members)
+      }
+    }
+    async find(id: string) {
+      return live(this.key(id))
+    }
+    async findByUid(uid: string) {
+      const id = byUid.get(uid)
+      return id === undefined ? undefined : live(this.key(id))
+    }
+    async findByUserCode(userCode: string) {
+      const id = byUserCode.get(userCode)
+      return id === undefined ? undefined : live(this.key(id))
+    }
+    async consume(id: string) {
+      const payload = live(this.key(id))
+      if (payload !== undefined) payload["consumed"] = Math.floor(Date.now() / 1000)
+    }
+    async destroy(id: string) {
+      records.delete(this.key(id))
+    }
+    async revokeByGrantId(grantId: string) {
+      for (const key of byGrant.get(grantId) ?? []) records.delete(key)
+      byGrant.delete(grantId)
+    }
   }
 }
 
