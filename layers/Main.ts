@@ -2,15 +2,18 @@
  * The edge: composes the services of a process from the configuration. The
  * CLI uses these; an embedding application can use them as they are or build
  * its own composition from the leaf layers in `src/`.
+ *
+ * The OAuth client, `Sessions` and `Recovery` are imported when their layer is
+ * built, so a command that only reads the store (`mtsession status`, `list`)
+ * does not load the OAuth protocol code.
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
-import { Layer } from "effect"
-import * as FetchHttpClient from "effect/http/FetchHttpClient"
-import * as OAuthClient from "../src/OAuthClient.js"
-import * as Recovery from "../src/Recovery.js"
+import { Effect, Layer } from "effect"
+import type * as OAuthClient from "../src/OAuthClient.js"
+import type * as Recovery from "../src/Recovery.js"
 import * as SessionConfig from "../src/SessionConfig.js"
-import * as Sessions from "../src/Sessions.js"
+import type * as Sessions from "../src/Sessions.js"
 import * as UserContext from "../src/UserContext.js"
 import * as Observability from "./Observability.js"
 import * as StoreFromConfig from "./StoreFromConfig.js"
@@ -42,7 +45,15 @@ export const layer = (options: { readonly configPath?: string | undefined; reado
  * behind `NodeHttpClient` would add 700 KB to the CLI bundle and to every cold
  * start; Node's own fetch is undici already.)
  */
-export const oauth = OAuthClient.layer.pipe(Layer.provide(FetchHttpClient.layer))
+export const oauth: Layer.Layer<OAuthClient.OAuthClient> = Layer.unwrap(Effect.map(
+  Effect.promise(() => Promise.all([import("../src/OAuthClient.js"), import("effect/http/FetchHttpClient")])),
+  ([OAuthClient, FetchHttpClient]) => OAuthClient.layer.pipe(Layer.provide(FetchHttpClient.layer))
+))
+
+/** The `Sessions` service over its dependencies. */
+const sessions: typeof Sessions.layer = Layer.unwrap(
+  Effect.map(Effect.promise(() => import("../src/Sessions.js")), (m) => m.layer)
+)
 
 /**
  * Storage plus sessions: the refresh lock (in the session directory, or in
@@ -54,13 +65,18 @@ export const oauth = OAuthClient.layer.pipe(Layer.provide(FetchHttpClient.layer)
  */
 export const layerSessions = (options: { readonly configPath?: string | undefined; readonly principal?: string | undefined }) => {
   const storage = layer(options)
-  return Sessions.layer.pipe(
+  return sessions.pipe(
     Layer.provideMerge(StoreFromConfig.lock),
     Layer.provideMerge(oauth),
     Layer.provideMerge(storage)
   )
 }
 
+/** The startup recovery service. */
+const recovery: typeof Recovery.layer = Layer.unwrap(
+  Effect.map(Effect.promise(() => import("../src/Recovery.js")), (m) => m.layer)
+)
+
 /** Sessions plus the startup recovery service. */
 export const layerRecovery = (options: { readonly configPath?: string | undefined; readonly principal?: string | undefined }) =>
-  Recovery.layer.pipe(Layer.provideMerge(layerSessions(options)))
+  recovery.pipe(Layer.provideMerge(layerSessions(options)))

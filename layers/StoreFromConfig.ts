@@ -2,13 +2,11 @@
  * Picks and builds the TokenStore layer the configuration asks for: the
  * selection (explicit or `auto`, remembered) decides, and only the chosen
  * backend is built. The native keyring module is loaded only when a keyring is
- * actually consulted.
+ * actually consulted, and the modules of the Redis store (with its lock,
+ * claims and fleet sync: `FleetBackends.ts`) only when it is chosen.
  */
 import { Effect, FileSystem, Layer, Path } from "effect"
-import * as FleetSync from "../src/FleetSync.js"
 import * as Keyring from "../src/Keyring.js"
-import * as RedisClaims from "../src/RedisClaims.js"
-import * as RedisLock from "../src/RedisLock.js"
 import type * as RefreshClaims from "../src/RefreshClaims.js"
 import * as RefreshLock from "../src/RefreshLock.js"
 import { SessionConfig } from "../src/SessionConfig.js"
@@ -16,8 +14,13 @@ import * as StoreSelection from "../src/StoreSelection.js"
 import * as TokenStore from "../src/TokenStore.js"
 import * as EncryptedFile from "../src/TokenStore/EncryptedFile.js"
 import * as KeyringStore from "../src/TokenStore/Keyring.js"
-import * as RedisStore from "../src/TokenStore/Redis.js"
+import type * as RedisStore from "../src/TokenStore/Redis.js"
 import { UserContext } from "../src/UserContext.js"
+import type * as FleetBackends from "./FleetBackends.js"
+
+/** A layer from the fleet modules, imported when the layer is built. */
+const fleet = <A, E, R>(pick: (modules: typeof FleetBackends) => Layer.Layer<A, E, R>): Layer.Layer<A, E, R> =>
+  Layer.unwrap(Effect.map(Effect.promise(() => import("./FleetBackends.js")), pick))
 
 /** The OS keyring, with the configured per-call timeout. */
 export const keyring = Layer.unwrap(Effect.map(SessionConfig, (config) =>
@@ -46,7 +49,7 @@ export const selection = Layer.effect(
  * The fleet's Redis connection, built only when the redis backend is chosen;
  * one value, so the store and the lock of a build share one connection.
  */
-export const redisConnection = RedisStore.layerConnection
+export const redisConnection: typeof RedisStore.layerConnection = fleet((m) => m.RedisStore.layerConnection)
 
 /** The token store the selection chose. */
 export const store = Layer.unwrap(Effect.map(StoreSelection.StoreSelection, (choice) => {
@@ -56,7 +59,7 @@ export const store = Layer.unwrap(Effect.map(StoreSelection.StoreSelection, (cho
     case "filesystem":
       return EncryptedFile.layerConfig
     case "redis":
-      return RedisStore.layerConfig.pipe(Layer.provide(redisConnection))
+      return fleet((m) => m.RedisStore.layerConfig.pipe(Layer.provide(redisConnection)))
     default:
       return KeyringStore.layer
   }
@@ -72,7 +75,7 @@ export const lock: Layer.Layer<
   StoreSelection.StoreSelection | SessionConfig | UserContext | FileSystem.FileSystem | Path.Path
 > = Layer.unwrap(Effect.map(StoreSelection.StoreSelection, (choice) =>
   choice.backend === "redis"
-    ? RedisLock.layer.pipe(Layer.provide(redisConnection)) as Layer.Layer<
+    ? fleet((m) => m.RedisLock.layer.pipe(Layer.provide(redisConnection))) as Layer.Layer<
       RefreshLock.RefreshLock,
       TokenStore.TokenStoreError,
       SessionConfig | UserContext | FileSystem.FileSystem | Path.Path
@@ -87,7 +90,7 @@ export const lock: Layer.Layer<
  */
 export const fleetSync = Layer.unwrap(Effect.map(StoreSelection.StoreSelection, (choice) =>
   choice.backend === "redis"
-    ? Layer.effectDiscard(FleetSync.make).pipe(Layer.provide(redisConnection))
+    ? fleet((m) => Layer.effectDiscard(m.FleetSync.make).pipe(Layer.provide(redisConnection)))
     : Layer.empty))
 
 /**
@@ -103,7 +106,7 @@ export const claims: Layer.Layer<
   StoreSelection.StoreSelection | SessionConfig | UserContext
 > = Layer.unwrap(Effect.map(StoreSelection.StoreSelection, (choice) =>
   choice.backend === "redis"
-    ? RedisClaims.layer.pipe(Layer.provide(redisConnection)) as Layer.Layer<
+    ? fleet((m) => m.RedisClaims.layer.pipe(Layer.provide(redisConnection))) as Layer.Layer<
       RefreshClaims.RefreshClaims,
       TokenStore.TokenStoreError,
       SessionConfig | UserContext

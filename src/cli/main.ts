@@ -2,10 +2,11 @@
  * `mtsession`: the command line of magictunnel-session. The only place that
  * runs an Effect: it parses argv, runs the command, prints a failure as one
  * secret-free sentence on stderr (JSON with `--json`), and sets the exit code
- * scripts rely on (see ExitCode.ts).
+ * scripts rely on (see ExitCode.ts). The command tree is all that is
+ * evaluated at start; each command's body is imported when it runs
+ * (Handler.ts).
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Effect, Exit, Logger } from "effect"
 import { Command } from "effect/cli"
 import { config } from "./commands/config.js"
@@ -20,6 +21,7 @@ import { run } from "./commands/run.js"
 import { recover, status } from "./commands/status.js"
 import { token } from "./commands/token.js"
 import * as RefreshLock from "../RefreshLock.js"
+import * as Environment from "./Environment.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Output from "./Output.js"
 
@@ -84,7 +86,7 @@ Command.runWith(root, { version })(argv).pipe(
   Effect.exit,
   Effect.flatMap((exit) => Exit.isSuccess(exit) ? Effect.succeed(ExitCode.ok) : report(exit.cause)),
   Effect.provide(Logger.layer([stderrLogger])),
-  Effect.provide(NodeServices.layer),
+  Effect.provide(Environment.layer),
   NodeRuntime.runMain({
     disableErrorReporting: true,
     // `run` is stopped by SIGINT/SIGTERM: that is its clean end (exit 0, as

@@ -3,15 +3,12 @@
  * stdout, refreshing first when it would not stay valid for `--min-ttl`
  * seconds. The one command that prints a secret; meant for
  * `curl -H "Authorization: Bearer $(mtsession token github)"`.
- * Exit 3 when the user must log in again.
+ * Exit 3 when the user must log in again. Body: `handlers/token.ts`.
  */
-import { Console, Duration, Effect, Option, Redacted } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import * as Sessions from "../../Sessions.js"
-import * as Output from "../Output.js"
-import * as Services from "../Services.js"
+import * as Handler from "../Handler.js"
 
-export const token = Command.make("token", {
+const args = {
   provider: Argument.String("provider").pipe(Argument.withDescription("A provider configured under auth.oauth.providers")),
   scopes: Flag.String("scope").pipe(Flag.withDescription("Scope the token must carry (repeatable)"), Flag.atLeast(0)),
   resource: Flag.String("resource").pipe(Flag.withDescription("RFC 8707 resource the token must be bound to"), Flag.optional),
@@ -19,18 +16,12 @@ export const token = Command.make("token", {
     Flag.withDescription("Seconds the token must stay valid; refreshed first otherwise (default 60)"),
     Flag.withDefault(60)
   )
-}, (args) =>
-  Effect.gen(function*() {
-    const sessions = yield* Sessions.Sessions
-    const accessToken = yield* sessions.getAccessToken(args.provider, {
-      scopes: args.scopes.length > 0 ? args.scopes : undefined,
-      resource: Option.getOrUndefined(args.resource),
-      minTtl: Duration.seconds(Math.max(0, args.minTtl))
-    })
-    const json = yield* Output.Json
-    yield* Console.log(json ? JSON.stringify({ access_token: Redacted.value(accessToken), token_type: "Bearer" }) : Redacted.value(accessToken))
-  }).pipe(Effect.provide(Services.sessions))
-).pipe(
+}
+
+/** The parsed arguments of `token`. */
+export type Args = Command.Command.Config.Infer<typeof args>
+
+export const token = Command.make("token", args, Handler.lazy(() => import("../handlers/token.js"), (m) => m.token)).pipe(
   Command.withDescription("Print a valid access token (refreshing first when needed); exit 3 when re-authentication is needed"),
   Command.withExamples([
     { command: "curl -H \"Authorization: Bearer $(mtsession token github)\" https://api.github.com/user", description: "Use a token in a script" }
