@@ -44,6 +44,8 @@ export const recordSuffix = ".session"
 export const quarantineInfix = ".corrupt-"
 /** Temp files of killed writers older than this are removed when a store opens. */
 export const staleTempAge = Duration.seconds(60)
+/** How many opened records a store keeps with their bytes, so re-reading unchanged bytes costs no decrypt or decode. */
+export const openedRecords = 1024
 /** The health probe gives up after this long. */
 export const healthTimeout = Duration.seconds(5)
 
@@ -83,8 +85,27 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
       Effect.map(Option.some),
       Effect.catchTag("PlatformError", (e) => AtomicFile.isNotFound(e) ? Effect.succeedNone : Effect.fail(e))
     )
-  const readRecord = (fileKey: string, data: Uint8Array) =>
-    Effect.flatMap(codec.open(fileKey, data), (plain) => Effect.fromResult(RecordCodec.decodeResult(fileKey, plain)))
+  // The records last read or written, by file key, with the exact bytes they came from: a get that
+  // reads the same bytes again (the read under the refresh lock after the read before it, or the read
+  // after this process's own put) is answered without opening and decoding them again. Identical
+  // bytes under the same key and binding open to the same record, so nothing is trusted that was
+  // not checked once; different bytes are opened as usual. Bounded (least recently used dropped).
+  const opened = new Map<string, { readonly bytes: Uint8Array; readonly record: TokenStore.SessionRecord }>()
+  const remember = (fileKey: string, bytes: Uint8Array, record: TokenStore.SessionRecord) => {
+    opened.delete(fileKey)
+    opened.set(fileKey, { bytes, record })
+    if (opened.size > openedRecords) {
+      const [oldest] = opened.keys()
+      if (oldest !== undefined) opened.delete(oldest)
+    }
+  }
+  const readRecord = (fileKey: string, data: Uint8Array) => {
+    const known = opened.get(fileKey)
+    if (known !== undefined && Buffer.compare(known.bytes, data) === 0) return Effect.succeed(known.record)
+    return Effect.flatMap(codec.open(fileKey, data), (plain) => Effect.fromResult(RecordCodec.decodeResult(fileKey, plain))).pipe(
+      Effect.tap((record) => Effect.sync(() => remember(fileKey, data, record)))
+    )
+  }
 
   /** Moves a damaged record aside (if it is still the bytes we judged) and marks its index entry. */
   const quarantine = (id: string, fileKey: string, data: Uint8Array, problem: RecordCodec.Problem) =>
@@ -139,13 +160,16 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
     // Record first (durable), then its index entry (atomic, not fsynced: it is rebuilt from the record).
     // The entry is written only once the record is durable, so it is never ahead of its record, even
     // after a power loss.
+    opened.delete(fileKey)
     yield* services(AtomicFile.write(fileOf(fileKey), data, mode)).pipe(Effect.mapError(fail("put", record.id)))
+    remember(fileKey, data, record)
     yield* index.put(MetadataIndex.entryOf(TokenStore.metadataOf(record, backend)), { durable: false }).pipe(
       Effect.mapError(fail("put", record.id))
     )
   })
 
   const remove = Effect.fn("TokenStore.filesystem.remove")(function*(id: string) {
+    opened.delete(MetadataIndex.fileKeyOf(id))
     yield* fs.remove(fileOf(MetadataIndex.fileKeyOf(id))).pipe(
       Effect.catchTag("PlatformError", (e) => AtomicFile.isNotFound(e) ? Effect.void : Effect.fail(e)),
       Effect.andThen(index.remove(id)),

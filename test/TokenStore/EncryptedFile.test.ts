@@ -127,6 +127,26 @@ describe("EncryptedFile", () => {
       }
     }).pipe(Effect.scoped))
 
+  it.live("records read before are never served stale: another process's write is read, tampering after a read is refused", () =>
+    Effect.gen(function*() {
+      const home = yield* tempDir("mts-ef-")
+      const { dir, store } = yield* openStore({ home, source: "file" })
+      const other = (yield* openStore({ home, source: "file" })).store
+      yield* store.put(sampleRecord(1))
+      assert.strictEqual((yield* store.get("provider-1")).generation, sampleRecord(1).generation)
+      // Another process rotates the tokens: this one reads them, not what it wrote or read before.
+      yield* other.put(new TokenStore.SessionRecord({ ...sampleRecord(1), generation: 7, refreshToken: Redacted.make("RT-rotated") }))
+      const seen = yield* store.get("provider-1")
+      assert.strictEqual(seen.generation, 7)
+      assert.strictEqual(secretOf(seen), "RT-rotated")
+      // One flipped byte in bytes this process has opened before still does not open.
+      const file = fileOf(dir, "provider-1")
+      const bytes = Fs.readFileSync(file)
+      bytes.writeUInt8(bytes.readUInt8(bytes.length - 5) ^ 0x01, bytes.length - 5)
+      Fs.writeFileSync(file, bytes)
+      assert.strictEqual(errorOf(yield* Effect.exit(store.get("provider-1"))).reason._tag, "Corrupted")
+    }).pipe(Effect.scoped))
+
   it.live("a record of another user (namespace) or sealed with another key does not open", () =>
     Effect.gen(function*() {
       const home = yield* tempDir("mts-ef-")
