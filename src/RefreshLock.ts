@@ -70,9 +70,18 @@ export interface LockInfo {
 }
 
 /** Options of one `withLock` call. */
-export interface WithLockOptions {
+export interface WithLockOptions<A = never, E = never, R = never> {
   /** How long to wait for the lock before failing with `Timeout`; {@link defaultWaitTimeout} by default. */
   readonly waitTimeout?: Duration.Input | undefined
+  /**
+   * Run each time the cross-process lock is found held by someone else: a
+   * `Some` ends the wait with that value, without the lock and without
+   * running the effect (what the holder did may already be what the caller
+   * needed: a refresh another process just made). Not run while waiting
+   * behind a fiber of this process (that fiber's result reaches the caller
+   * another way).
+   */
+  readonly whileBusy?: Effect.Effect<Option.Option<A>, E, R> | undefined
 }
 
 /** The lock service. */
@@ -81,13 +90,14 @@ export interface Shape {
   /**
    * Runs `effect` while holding the lock named `key`, and always releases it.
    * The span `RefreshLock.withLock` carries `lock.key`, `lock.wait_ms` and
-   * `lock.outcome` (`acquired`, `timeout`, `unavailable`).
+   * `lock.outcome` (`acquired`, `timeout`, `unavailable`, or `settled` when
+   * `whileBusy` ended the wait).
    */
-  readonly withLock: <A, E, R>(
+  readonly withLock: <A, E, R, E2 = never, R2 = never>(
     key: string,
     effect: Effect.Effect<A, E, R>,
-    options?: WithLockOptions
-  ) => Effect.Effect<A, E | RefreshLockError, R>
+    options?: WithLockOptions<A, E2, R2>
+  ) => Effect.Effect<A, E | E2 | RefreshLockError, R | R2>
   /** Whether the lock is held and who held it last; takes no lock itself for longer than an instant. */
   readonly inspect: (key: string) => Effect.Effect<LockInfo, RefreshLockError>
 }
@@ -151,12 +161,25 @@ export interface Backend {
 
 class Busy extends Data.TaggedError("RefreshLockBusy")<{}> {}
 
+/** `whileBusy` answered: the wait ends with this value. */
+class Settled extends Data.TaggedError("RefreshLockSettled")<{ readonly value: unknown }> {}
+
 /** Builds the service over a backend; the per-key in-process queues live as long as the scope. */
 export const make = Effect.fnUntraced(function*(backend: Backend) {
   // One permit per key; an entry is dropped when its last user leaves, so keys never accumulate.
   const queues = yield* RcMap.make({ lookup: (_key: string) => Semaphore.make(1) })
 
-  const acquire = Effect.fnUntraced(function*(key: string, waitTimeout: Duration.Duration, start: number) {
+  /** How a wait ended: the lock is held (released with the scope), or `whileBusy` answered. */
+  type Waited =
+    | { readonly _tag: "Acquired"; readonly waitedMs: number }
+    | { readonly _tag: "Settled"; readonly waitedMs: number; readonly value: unknown }
+
+  const acquire = Effect.fnUntraced(function*<E, R>(
+    key: string,
+    waitTimeout: Duration.Duration,
+    start: number,
+    whileBusy: Effect.Effect<Option.Option<unknown>, E, R> | undefined
+  ) {
     const waited = Effect.map(Clock.currentTimeMillis, (now) => now - start)
     const timeout = Effect.flatMap(waited, (waitedMs) =>
       Effect.fail(new RefreshLockError({ key, reason: { _tag: "Timeout", waitedMs } })))
@@ -170,56 +193,70 @@ export const make = Effect.fnUntraced(function*(backend: Backend) {
       token: Crypto.randomUUID(),
       acquiredAt: yield* DateTime.now
     }
+    const busy: Effect.Effect<never, Busy | Settled | E, R> = whileBusy === undefined
+      ? Effect.fail(new Busy())
+      : Effect.flatMap(whileBusy, (answer): Effect.Effect<never, Busy | Settled> =>
+        Option.isSome(answer) ? Effect.fail(new Settled({ value: answer.value })) : Effect.fail(new Busy()))
+    const attempt: Effect.Effect<Effect.Effect<void>, RefreshLockError | Busy | Settled | E, R> = Effect.flatMap(
+      backend.tryAcquire(key, owner),
+      (release) => Option.isSome(release) ? Effect.succeed(release.value) : busy
+    )
     // acquireRelease makes taking the lock and registering its release one uninterruptible step.
-    yield* Effect.acquireRelease(
-      Effect.flatMap(backend.tryAcquire(key, owner), (release) =>
-        Option.isSome(release) ? Effect.succeed(release.value) : Effect.fail(new Busy())),
-      (release) => release
-    ).pipe(
+    const settled = yield* Effect.acquireRelease(attempt, (release) => release).pipe(
       Effect.retry({
         schedule: retrySchedule.pipe(Schedule.upTo({ duration: Duration.millis(remainingMs) })),
-        while: (e) => e._tag === "RefreshLockBusy"
+        while: (e) => e instanceof Busy
       }),
-      Effect.catchTag("RefreshLockBusy", () => timeout)
+      Effect.as(Option.none<Settled>()),
+      Effect.catch((e) => e instanceof Busy ? timeout : e instanceof Settled ? Effect.succeedSome(e) : Effect.fail(e))
     )
-    return yield* waited
+    const waitedMs = yield* waited
+    return Option.match(settled, {
+      onNone: (): Waited => ({ _tag: "Acquired", waitedMs }),
+      onSome: (s): Waited => ({ _tag: "Settled", waitedMs, value: s.value })
+    })
   })
 
-  const withLock = Effect.fn("RefreshLock.withLock")(function*<A, E, R>(
+  const withLock = Effect.fn("RefreshLock.withLock")(function*<A, E, R, E2 = never, R2 = never>(
     key: string,
     effect: Effect.Effect<A, E, R>,
-    options?: WithLockOptions
+    options?: WithLockOptions<A, E2, R2>
   ) {
     const waitTimeout = Duration.fromInputUnsafe(options?.waitTimeout ?? defaultWaitTimeout)
     const start = yield* Clock.currentTimeMillis
     yield* Effect.annotateCurrentSpan({ "lock.key": key, "lock.backend": backend.name })
     // The caller's effect keeps its own Scope (if it needs one): only the lock lives in ours.
     return yield* Effect.scopedWith((scope) =>
-      acquire(key, waitTimeout, start).pipe(
+      acquire(key, waitTimeout, start, options?.whileBusy).pipe(
         Scope.provide(scope),
         // The wait is a child of its own, so a trace shows it apart from the work done under the lock.
-        Effect.tap((waitedMs) => Effect.annotateCurrentSpan("lock.wait_ms", waitedMs)),
+        Effect.tap((w) => Effect.annotateCurrentSpan({ "lock.wait_ms": w.waitedMs, "lock.outcome": w._tag === "Acquired" ? "acquired" : "settled" })),
         Effect.withSpan("RefreshLock.acquire", { attributes: { "lock.backend": backend.name } }),
         Effect.tapError((e) =>
-          Effect.andThen(
-            Effect.annotateCurrentSpan(
-              e.reason._tag === "Timeout"
-                ? { "lock.outcome": "timeout", "lock.wait_ms": e.reason.waitedMs }
-                : { "lock.outcome": "unavailable" }
-            ),
-            Metrics.lockWaited(
-              e.reason._tag === "Timeout" ? "timeout" : "unavailable",
-              e.reason._tag === "Timeout" ? e.reason.waitedMs : 0
+          e instanceof RefreshLockError
+            ? Effect.andThen(
+              Effect.annotateCurrentSpan(
+                e.reason._tag === "Timeout"
+                  ? { "lock.outcome": "timeout", "lock.wait_ms": e.reason.waitedMs }
+                  : { "lock.outcome": "unavailable" }
+              ),
+              Metrics.lockWaited(
+                e.reason._tag === "Timeout" ? "timeout" : "unavailable",
+                e.reason._tag === "Timeout" ? e.reason.waitedMs : 0
+              )
             )
-          )
+            : Effect.void
         ),
-        Effect.tap((waitedMs) =>
+        Effect.flatMap((w): Effect.Effect<A, E, R> =>
           Effect.andThen(
-            Effect.annotateCurrentSpan({ "lock.outcome": "acquired", "lock.wait_ms": waitedMs }),
-            Metrics.lockWaited("acquired", waitedMs)
+            Effect.andThen(
+              Effect.annotateCurrentSpan({ "lock.outcome": w._tag === "Acquired" ? "acquired" : "settled", "lock.wait_ms": w.waitedMs }),
+              Metrics.lockWaited(w._tag === "Acquired" ? "acquired" : "settled", w.waitedMs)
+            ),
+            // A settled wait's value came from `whileBusy`, which the options type as A.
+            w._tag === "Acquired" ? effect : Effect.succeed(w.value as A)
           )
-        ),
-        Effect.andThen(effect)
+        )
       )
     )
   })

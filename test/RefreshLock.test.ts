@@ -396,6 +396,43 @@ describe("RefreshLock (file): processes", () => {
       assert.strictEqual(yield* lock.withLock("grant-a", Effect.succeed("taken"), { waitTimeout: "2 seconds" }), "taken")
     }))
 
+  it.live("whileBusy ends a wait on another process's lock with its answer, without the lock or the effect", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("mts-lock-")
+      const lock = yield* lockOf(fileLockLayer(dir))
+      const worker = yield* holder(dir, "grant-a")
+      let checks = 0
+      let ran = false
+      const answer = yield* lock.withLock("grant-a", Effect.sync(() => (ran = true, "locked")), {
+        waitTimeout: "10 seconds",
+        // Done elsewhere on the third look.
+        whileBusy: Effect.sync(() => ++checks >= 3 ? Option.some("done elsewhere") : Option.none())
+      })
+      assert.strictEqual(answer, "done elsewhere")
+      assert.isFalse(ran)
+      assert.strictEqual(checks, 3)
+      // The other process still holds its lock; this one holds nothing.
+      assert.isTrue((yield* lock.inspect("grant-a")).held)
+      worker.child.stdin.write("release\n")
+      assert.strictEqual(yield* waitForExit(worker), 0)
+      assert.strictEqual(yield* lock.withLock("grant-a", Effect.succeed("taken"), { waitTimeout: "2 seconds" }), "taken")
+    }))
+
+  it.live("whileBusy is not consulted for a free lock, nor while queued behind a fiber of this process", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("mts-lock-")
+      const lock = yield* lockOf(fileLockLayer(dir))
+      let checks = 0
+      const whileBusy = Effect.sync(() => (checks++, Option.some("never")))
+      assert.strictEqual(yield* lock.withLock("grant-a", Effect.succeed("free"), { whileBusy }), "free")
+      const holding = yield* holdLock(lock, "grant-a")
+      const waiting = yield* Effect.forkChild(lock.withLock("grant-a", Effect.succeed("after"), { whileBusy }))
+      yield* Effect.sleep("50 millis")
+      yield* holding.release
+      assert.strictEqual(yield* Fiber.join(waiting), "after")
+      assert.strictEqual(checks, 0)
+    }))
+
   it.live("a lock file removed between holdings is opened again, not locked in its old inode", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("mts-lock-")

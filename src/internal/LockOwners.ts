@@ -75,6 +75,11 @@ class Busy {
   readonly _tag = "Busy"
 }
 
+// SQLITE_CORRUPT and SQLITE_NOTADB: the file is not (or no longer) a usable database.
+const isDamaged = (e: unknown): boolean =>
+  typeof e === "object" && e !== null && "errcode" in e && typeof e.errcode === "number" &&
+  ((e.errcode & 0xff) === 11 || (e.errcode & 0xff) === 26)
+
 /**
  * The book at `file`, opened on first use and closed with the scope. Never
  * fails: a book that cannot be used is logged once and left out.
@@ -82,8 +87,11 @@ class Busy {
 export const make = (sqlite: Effect.Effect<SqliteLock.Sqlite, SqliteLock.Failure>, file: string): Effect.Effect<LockOwners, never, Scope.Scope> =>
   Effect.gen(function*() {
     let db: NodeSqlite.DatabaseSync | undefined
+    // Closed with the scope: a release that still runs afterwards writes nothing.
+    let closed = false
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
+        closed = true
         if (db !== undefined) SqliteLock.closeQuietly(db)
         db = undefined
       })
@@ -106,13 +114,15 @@ export const make = (sqlite: Effect.Effect<SqliteLock.Sqlite, SqliteLock.Failure
     // Opened on first use; `broken` after a failure that moving the file aside did not cure.
     let broken = false
     const connection: Effect.Effect<NodeSqlite.DatabaseSync | undefined> = Effect.suspend(() => {
-      if (db !== undefined || broken) return Effect.succeed(db)
+      if (db !== undefined || broken || closed) return Effect.succeed(db)
       return Effect.gen(function*() {
         const module = yield* sqlite
         const first = yield* Effect.try({ try: () => openAt(module), catch: (e) => e }).pipe(Effect.result)
         if (first._tag === "Success") return first.success
         // Another process is setting the book up: use it next time.
         if (SqliteLock.isBusy(first.failure)) return undefined
+        // Only a damaged file is moved aside; anything else (a missing or read-only directory) is reported.
+        if (!isDamaged(first.failure)) return yield* Effect.fail(first.failure)
         const aside = `${file}.corrupt-${yield* Clock.currentTimeMillis}`
         yield* Effect.logWarning(
           `lock owner book ${file} is unusable (${SqliteLock.messageOf(first.failure)}); moved to ${aside}`

@@ -242,6 +242,28 @@ export const make = (deps: Deps) => {
       })
     })
 
+  /**
+   * Checked while another process holds the lock: when it has stored a newer
+   * generation that meets the request, that is the answer, without waiting
+   * for the lock only to read the same record under it. Safe without the
+   * lock: a stored generation is persisted before anyone uses it, and
+   * nothing is sent to the server. A failed read just keeps waiting.
+   */
+  const othersDone = (request: Request): Effect.Effect<Option.Option<Step>> =>
+    store.get(request.id).pipe(
+      Effect.flatMap((record) =>
+        Effect.map(Clock.currentTimeMillis, (nowMs) => {
+          const othersDid = record.generation > request.seenGeneration
+          if (record.state !== "active" || !othersDid || SessionCache.expiresAtMsOf(record) - nowMs < request.needMs) {
+            return Option.none<Step>()
+          }
+          cache.update(record)
+          return Option.some(done(record, { _tag: "Reused", generation: record.generation }))
+        })
+      ),
+      Effect.orElseSucceed(() => Option.none<Step>())
+    )
+
   const fingerprintOf = (id: string) => TokenStore.fingerprint(deps.namespace, id)
 
   /** The secret-free reason of a failure, for spans, metrics and the audit log. */
@@ -305,7 +327,7 @@ export const make = (deps: Deps) => {
       )
 
   const runAttempts = (request: Request): Effect.Effect<Done, RefreshFailed> =>
-    lock.withLock(request.id, attempt(request), { waitTimeout }).pipe(
+    lock.withLock(request.id, attempt(request), { waitTimeout, whileBusy: othersDone(request) }).pipe(
       Effect.catchTag("RefreshLockError", (error) => Effect.succeed(failed({ _tag: "Lock", error }))),
       Effect.retry(schedule),
       Effect.catchTag("OAuthError", (error) => Effect.succeed(failed({ _tag: "OAuth", error }))),
