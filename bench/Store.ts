@@ -14,10 +14,9 @@
  *   `readFileSync` + the same AES-256-GCM open + `JSON.parse` of the file
  *   the store wrote (`RawRecords.rawOpen`), and again against the same with
  *   the callback `fs.readFile` (the floor for a read that does not block).
- * - Secret Service: only when this process already has a session bus
- *   (`DBUS_SESSION_BUS_ADDRESS`) with a keyring on it; otherwise skipped with
- *   a printed note (benchmarks are not tests, and starting a private
- *   gnome-keyring is the tests' business).
+ * - Secret Service (`SecretServiceStore.ts`): the keyring store on a private
+ *   gnome-keyring started for the run, against the `@napi-rs/keyring` call
+ *   underneath; skipped with a note where gnome-keyring is not installed.
  *
  * Each figure is a median of runs, ours and the baseline alternating.
  */
@@ -30,6 +29,7 @@ import { UserContext } from "../src/UserContext.js"
 import * as Fixtures from "./Fixtures.js"
 import { median, now, progress, type Row } from "./Measure.js"
 import { rawOpen, recordFiles, recordSuffix } from "./RawRecords.js"
+import * as SecretServiceStore from "./SecretServiceStore.js"
 
 const runs = 7
 const memoryOps = 20_000
@@ -234,11 +234,5 @@ const fileRows = async (): Promise<ReadonlyArray<Row>> => {
 
 /** Runs the benchmark: its rows. */
 export const run = async (): Promise<ReadonlyArray<Row>> => {
-  const rows = [...(await memoryRows()), ...(await fileRows())]
-  if (process.env["DBUS_SESSION_BUS_ADDRESS"] === undefined || process.env["DBUS_SESSION_BUS_ADDRESS"] === "") {
-    progress("store: Secret Service skipped: no session bus in this environment (DBUS_SESSION_BUS_ADDRESS is unset)")
-  } else {
-    progress("store: Secret Service not measured: this benchmark does not cover the keyring backend yet")
-  }
-  return rows
+  return [...(await memoryRows()), ...(await fileRows()), ...(await SecretServiceStore.run())]
 }
