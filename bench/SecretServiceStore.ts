@@ -113,7 +113,7 @@ export const run = async (): Promise<ReadonlyArray<Row>> => {
         ours: { value: median(putOurs), unit: "us/op" },
         baseline: { value: median(putRaw), unit: "us/op" },
         baselineName: "@napi-rs/keyring AsyncEntry.setPassword of the same JSON (one D-Bus round trip to gnome-keyring)",
-        note: `${puts} puts in a row, median of ${runs}; ours also writes the index entry (a second keyring item) and encodes with Schema`,
+        note: `${puts} puts in a row, median of ${runs}; ours also writes the index entry (a file, fsynced: for a keyring it is the only list) and encodes with Schema`,
         extra: { oursUs: putOurs, baselineUs: putRaw }
       },
       {
