@@ -220,15 +220,14 @@ export const make = Effect.gen(function*() {
       for (const outcome of outcomes) {
         if (report[outcome] > 0) yield* Metric.update(Metric.withAttributes(Metrics.recoveryOutcomes, { outcome }), report[outcome])
       }
-      yield* Effect.forEach(report.sessions, (s) =>
-        AuditLog.record({
-          event: "recovery",
-          provider: s.provider,
-          sessionId: s.id,
-          outcome: s.outcome,
-          reason: Option.getOrUndefined(s.detail),
-          backend: store.backend
-        }), { discard: true })
+      yield* AuditLog.recordAll(report.sessions.map((s) => ({
+        event: "recovery",
+        provider: s.provider,
+        sessionId: s.id,
+        outcome: s.outcome,
+        reason: Option.getOrUndefined(s.detail),
+        backend: store.backend
+      })))
       yield* Effect.annotateCurrentSpan({
         "recovery.recovered": report.recovered,
         "recovery.refreshed": report.refreshed,

@@ -79,6 +79,46 @@ describe("AuditLog", () => {
       assert.isTrue(current.some((e) => e.generation !== undefined && e.generation >= 110))
     }).pipe(Effect.scoped, Effect.provide(platform)))
 
+  it.effect("a recovery's outcomes go in one append, in order, every line whole", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("mts-audit-")
+      const path = NodePathModule.join(dir, "audit.log")
+      const log = yield* open(path)
+      yield* log.record({ event: "login", provider: "p", sessionId: "p~0", outcome: "success" })
+      yield* log.recordAll(Array.from({ length: 500 }, (_, i) => ({
+        event: "recovery" as const,
+        provider: "p",
+        sessionId: `p~${i}`,
+        outcome: "recovered",
+        backend: "filesystem"
+      })))
+      const { entries, skipped } = yield* AuditLog.read(path)
+      assert.strictEqual(skipped, 0)
+      assert.strictEqual(entries.length, 501)
+      assert.deepStrictEqual(entries.slice(1).map((e) => e.session), Array.from({ length: 500 }, (_, i) => TokenStore.fingerprint(namespace, `p~${i}`)))
+      // The status page's recent events: the last ones, at most recentLimit.
+      assert.strictEqual((yield* log.recent).length, AuditLog.recentLimit)
+    }).pipe(Effect.scoped, Effect.provide(platform)))
+
+  it.effect("a log moved away by another process or logrotate: lines follow the path, none lost, none torn", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("mts-audit-")
+      const path = NodePathModule.join(dir, "audit.log")
+      const log = yield* open(path)
+      const line = (i: number) => log.record({ event: "refresh", provider: "p", sessionId: "p", outcome: "refreshed", generation: i })
+      for (let i = 0; i < 10; i++) yield* line(i)
+      Fs.renameSync(path, `${path}.moved`)
+      for (let i = 10; i < 10 + AuditLog.reopenCheckEvery + 20; i++) yield* line(i)
+      const moved = AuditLog.parse(Fs.readFileSync(`${path}.moved`, "utf8"))
+      const current = AuditLog.parse(Fs.readFileSync(path, "utf8"))
+      assert.strictEqual(moved.skipped + current.skipped, 0)
+      const all = [...moved.entries, ...current.entries].map((e) => e.generation)
+      assert.deepStrictEqual(all, Array.from({ length: 10 + AuditLog.reopenCheckEvery + 20 }, (_, i) => i))
+      // The writer noticed and went back to the path: the last lines are there.
+      assert.strictEqual(current.entries.at(-1)?.generation, 10 + AuditLog.reopenCheckEvery + 19)
+      assert.strictEqual(Fs.statSync(path).mode & 0o777, 0o600)
+    }).pipe(Effect.scoped, Effect.provide(platform)))
+
   it.effect("without a layer nothing is recorded and nothing fails", () =>
     Effect.gen(function*() {
       yield* AuditLog.record({ event: "login", outcome: "success" })

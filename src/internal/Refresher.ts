@@ -292,10 +292,10 @@ export const make = (deps: Deps) => {
         const { outcome, record } = result.success
         yield* Metrics.refreshDone(outcome._tag, elapsed)
         if (outcome._tag === "Refreshed") {
-          yield* AuditLog.record({ ...base, event: "refresh", outcome: "refreshed", generation: record.generation })
-          if (outcome.rotated) {
-            yield* AuditLog.record({ ...base, event: "rotation", outcome: "rotated", generation: record.generation })
-          }
+          yield* AuditLog.recordAll([
+            { ...base, event: "refresh", outcome: "refreshed", generation: record.generation },
+            ...(outcome.rotated ? [{ ...base, event: "rotation" as const, outcome: "rotated", generation: record.generation }] : [])
+          ])
         } else if (outcome._tag === "Reused") {
           yield* AuditLog.record({ ...base, event: "refresh", outcome: "reused", generation: record.generation })
         }
