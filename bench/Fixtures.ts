@@ -1,15 +1,16 @@
 /**
  * The Sessions stack as the benchmarks run it: the real composition of the
  * tests (`test/support/SessionsStack.ts`: encrypted file store, file lock,
- * OAuth client over undici, the OS user's context) in a temporary session
- * directory, held by a `ManagedRuntime` the way an embedding application
+ * OAuth client over undici, the OS user's context) plus the audit log file
+ * the default configuration writes, in a temporary session directory, held by a `ManagedRuntime` the way an embedding application
  * would hold it. Plus stored records built without a server.
  */
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
-import { DateTime, Effect, type Layer, ManagedRuntime, Option, Redacted } from "effect"
+import { DateTime, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
+import * as AuditLog from "../src/AuditLog.js"
 import type * as SessionConfig from "../src/SessionConfig.js"
 import * as TokenStore from "../src/TokenStore.js"
 import { configLayer, newKey, stack } from "../test/support/SessionsStack.js"
@@ -79,8 +80,10 @@ export const environment = async <R = Services>(
   const { medium, path: directory } = tempDirectory("mts-bench-", options?.medium)
   const extend = options?.extend
   const key = newKey().bytes
-  const base: Layer.Layer<Services, unknown> = stack(
-    configLayer({ sessionDirectory: NodePath.join(directory, "sessions"), key, providers })
+  // With the audit log as the default configuration has it (a file in the session directory):
+  // every refresh and every recovered session writes its line, as it does for users.
+  const base: Layer.Layer<Services, unknown> = AuditLog.layer.pipe(
+    Layer.provideMerge(stack(configLayer({ sessionDirectory: NodePath.join(directory, "sessions"), key, providers })))
   )
   const layer = extend === undefined ? (base as unknown as Layer.Layer<R, unknown>) : extend(base)
   const runtime = ManagedRuntime.make(layer)

@@ -19,8 +19,9 @@
  *     token>} so the next round can continue the chain.
  */
 import * as Readline from "node:readline"
-import { DateTime, Effect, ManagedRuntime, Option, Redacted } from "effect"
+import { DateTime, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import * as oauth from "oauth4webapi"
+import * as AuditLog from "../src/AuditLog.js"
 import * as RefreshLock from "../src/RefreshLock.js"
 import * as Sessions from "../src/Sessions.js"
 import * as TokenStore from "../src/TokenStore.js"
@@ -54,7 +55,8 @@ process.emitWarning = ((warning: string | Error, ...rest: Array<unknown>) =>
     : (emitWarning as (...args: Array<unknown>) => void)(warning, ...rest)) as typeof process.emitWarning
 
 const ours = async (shared: string, own: string, warmUps: number) => {
-  const runtime = ManagedRuntime.make(stack(processConfig))
+  // With the audit log file, as the default configuration has it.
+  const runtime = ManagedRuntime.make(AuditLog.layer.pipe(Layer.provideMerge(stack(processConfig))))
   const ownId = TokenStore.sessionIdOf({ provider: own, resource: undefined })
   const warmUp = Effect.gen(function*() {
     const sessions = yield* Sessions.Sessions
