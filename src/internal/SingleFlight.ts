@@ -37,7 +37,9 @@ export const make = <A, E>(scope: Scope.Scope) => {
           })
         )
       )
-      return Effect.forkIn(flight, scope).pipe(
+      // Started at once, on this stack until its first wait: callers that join later find it already
+      // under way (a herd's joiners run while the refresh waits for I/O, not before it starts).
+      return Effect.forkIn(flight, scope, { startImmediately: true }).pipe(
         Effect.andThen(Deferred.await(deferred)),
         Effect.map((value) => ({ value, joined: false }))
       )
