@@ -16,13 +16,10 @@
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
-import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Effect, Exit, Layer, Option, Schema, Scope } from "effect"
+import { Effect, Exit, Schema, Scope } from "effect"
 import * as Keyring from "../src/Keyring.js"
-import * as SessionConfig from "../src/SessionConfig.js"
-import * as KeyringStore from "../src/TokenStore/Keyring.js"
 import * as TokenStore from "../src/TokenStore.js"
-import { UserContext } from "../src/UserContext.js"
+import * as KeyringFixtures from "../test/support/KeyringFixtures.js"
 import * as SecretService from "../test/support/SecretService.js"
 import * as Fixtures from "./Fixtures.js"
 import { median, now, progress, type Row } from "./Measure.js"
@@ -44,26 +41,10 @@ export const run = async (): Promise<ReadonlyArray<Row>> => {
   process.env["DBUS_SESSION_BUS_ADDRESS"] = started.value.address
   const directory = Fs.mkdtempSync(NodePath.join(Os.tmpdir(), "mts-bench-ss-"))
   try {
-    const storageDirectory = NodePath.join(directory, "ns")
-    Fs.mkdirSync(storageDirectory, { recursive: true, mode: 0o700 })
-    const namespace = `bench@host:${process.getuid?.() ?? 0}`
-    const store = await Effect.runPromise(KeyringStore.make.pipe(
-      Effect.provide(Layer.mergeAll(
-        Keyring.layerNative({ timeoutMs: Keyring.defaultTimeoutMs }),
-        Layer.succeed(UserContext, UserContext.of({
-          username: "bench",
-          uid: process.getuid?.() ?? 0,
-          home: directory,
-          hostname: "host",
-          principal: Option.none(),
-          namespace,
-          sessionDirectory: directory,
-          storageDirectory
-        })),
-        SessionConfig.layerDefaults,
-        NodeServices.layer
-      ))
-    ))
+    // The store as a new process opens it (the tests' opener), on the native keyring.
+    const store = await Effect.runPromise(
+      KeyringFixtures.openStore(Keyring.layerNative({ timeoutMs: Keyring.defaultTimeoutMs }), directory, `bench@host:${process.getuid?.() ?? 0}`)
+    )
     const { AsyncEntry } = await import("@napi-rs/keyring")
     const records = await Effect.runPromise(
       Effect.forEach(Array.from({ length: puts }, (_, i) => i), (i) => Fixtures.record({ provider: `bench-${i}`, expiresInSeconds: 3600 }))

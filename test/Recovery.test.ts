@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { DateTime, Duration, Effect, Fiber, Layer, Option, Redacted, Ref, Tracer } from "effect"
+import { DateTime, Duration, Effect, Fiber, Layer, Option, Redacted, Ref } from "effect"
 import { TestClock } from "effect/testing"
 import * as OAuthClient from "../src/OAuthClient.js"
 import * as Recovery from "../src/Recovery.js"
@@ -8,6 +8,7 @@ import * as Sessions from "../src/Sessions.js"
 import * as TokenStore from "../src/TokenStore.js"
 import { UserContext } from "../src/UserContext.js"
 import { sampleRecord } from "./support/TokenStoreConformance.js"
+import * as Spans from "./support/Spans.js"
 
 const T0 = 1_900_000_000_000
 const minutes = (n: number) => n * 60_000
@@ -365,14 +366,7 @@ describe("Recovery", () => {
   it.effect("traces the run with its counts and one span per session with provider, fingerprint and outcome, never a token", () =>
     withRecovery({ records: [session("valid", "a", 60), session("expiring", "b", 5)] }, (recovery) =>
       Effect.gen(function*() {
-        const spans: Array<Tracer.NativeSpan> = []
-        const tracer = Tracer.make({
-          span: (options) => {
-            const span = new Tracer.NativeSpan(options)
-            spans.push(span)
-            return span
-          }
-        })
+        const { spans, tracer } = Spans.recording()
         yield* recovery.run().pipe(Effect.withTracer(tracer))
         const run = spans.find((s) => s.name === "Recovery.run")
         assert.isDefined(run)

@@ -4,11 +4,12 @@ import { assert, describe, it } from "@effect/vitest"
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as NodePathModule from "node:path"
-import { Context, Data, Deferred, Effect, Fiber, Layer, Option, Tracer } from "effect"
+import { Context, Data, Deferred, Effect, Fiber, Layer, Option } from "effect"
 import { repoRoot, useWorkerBundle } from "./support/WorkerBundle.js"
 import * as RefreshLock from "../src/RefreshLock.js"
 import { UserContext } from "../src/UserContext.js"
 import { tempDir } from "./support/FileStoreFixtures.js"
+import * as Spans from "./support/Spans.js"
 
 const workerBundle = useWorkerBundle("test/support/lock-worker.ts")
 
@@ -218,14 +219,7 @@ const inProcessSuite = (name: string, layerOf: (dir: string) => Layer.Layer<Refr
     it.live("the RefreshLock.withLock span reports the key, the wait and the outcome", () =>
       Effect.gen(function*() {
         const lock = yield* fresh
-        const spans: Array<Tracer.NativeSpan> = []
-        const tracer = Tracer.make({
-          span: (options) => {
-            const span = new Tracer.NativeSpan(options)
-            spans.push(span)
-            return span
-          }
-        })
+        const { spans, tracer } = Spans.recording()
         const holding = yield* holdLock(lock, "grant-a")
         yield* Effect.flip(lock.withLock("grant-a", Effect.void, { waitTimeout: "50 millis" })).pipe(Effect.withTracer(tracer))
         yield* holding.release

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { DateTime, Duration, Effect, Exit, Latch, Option, Ref, Scope, Tracer } from "effect"
+import { DateTime, Duration, Effect, Exit, Latch, Option, Ref, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as RefreshSupervisor from "../src/RefreshSupervisor.js"
 import * as SessionConfig from "../src/SessionConfig.js"
@@ -7,6 +7,7 @@ import * as Sessions from "../src/Sessions.js"
 import * as TokenStore from "../src/TokenStore.js"
 import { UserContext } from "../src/UserContext.js"
 import { sampleRecord } from "./support/TokenStoreConformance.js"
+import * as Spans from "./support/Spans.js"
 
 const T0 = 1_900_000_000_000
 const minutes = (n: number) => n * 60_000
@@ -137,14 +138,7 @@ describe("RefreshSupervisor", () => {
       const store = yield* TokenStore.makeMemory
       yield* store.put(session(1, 60))
       const fake = yield* makeFake(store)
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        }
-      })
+      const { spans, tracer } = Spans.recording()
       const namespace = "tester@testhost:1000"
       yield* start(store, fake.sessions).pipe(
         Effect.provideService(UserContext, UserContext.of({
