@@ -57,9 +57,9 @@ export const refreshDone = (outcome: string, durationMs: number): Effect.Effect<
     Metric.update(Metric.withAttributes(refreshDuration, { outcome }), durationMs)
   )
 
-/** Counts one recovered session. */
-export const recovered = (outcome: string): Effect.Effect<void> =>
-  Metric.update(Metric.withAttributes(recoveryOutcomes, { outcome }), 1)
+/** Counts `count` recovered sessions with one outcome (a recovery counts each outcome once). */
+export const recovered = (outcome: string, count: number): Effect.Effect<void> =>
+  Metric.update(Metric.withAttributes(recoveryOutcomes, { outcome }), count)
 
 /** Counts a store failure (a missing record is an answer, not a failure). */
 export const storeError = (error: TokenStore.TokenStoreError): Effect.Effect<void> =>

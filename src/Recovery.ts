@@ -22,7 +22,7 @@
  * per session carrying the provider, the session's fingerprint and the
  * outcome; never a token.
  */
-import { Cause, Context, Data, Duration, Effect, Layer, Metric, Option, Ref, Schedule } from "effect"
+import { Cause, Context, Data, Duration, Effect, Layer, Option, Ref, Schedule } from "effect"
 import * as AuditLog from "./AuditLog.js"
 import * as SessionRecovery from "./internal/SessionRecovery.js"
 import * as Metrics from "./Metrics.js"
@@ -218,7 +218,7 @@ export const make = Effect.gen(function*() {
       yield* Metrics.sessionsListed(listed)
       // Counted once per outcome rather than once per session.
       for (const outcome of outcomes) {
-        if (report[outcome] > 0) yield* Metric.update(Metric.withAttributes(Metrics.recoveryOutcomes, { outcome }), report[outcome])
+        if (report[outcome] > 0) yield* Metrics.recovered(outcome, report[outcome])
       }
       yield* AuditLog.recordAll(report.sessions.map((s) => ({
         event: "recovery",
