@@ -30,6 +30,7 @@ import type { PlatformError } from "effect/PlatformError"
 import * as AuditLog from "../AuditLog.js"
 import * as EncryptionKey from "../EncryptionKey.js"
 import * as AtomicFile from "../internal/AtomicFile.js"
+import * as BulkRead from "../internal/BulkRead.js"
 import * as Envelope from "../internal/Envelope.js"
 import * as MetadataIndex from "../internal/MetadataIndex.js"
 import * as ReadFile from "../internal/ReadFile.js"
@@ -207,10 +208,22 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
       return Effect.fromResult(Result.flatMap(opened, (plain) => RecordCodec.decodeMetadata(fileKey, plain, backend)))
     }
 
+    // Many records are read by a worker thread in one go (internal/BulkRead.ts); a few, or when no worker
+    // can start, one by one.
+    const ordered = Array.from(fileKeys)
+    const bulk = ordered.length >= BulkRead.minFiles
+      ? yield* BulkRead.readMany(ordered.map(fileOf))
+      : Option.none<ReadonlyArray<BulkRead.Read>>()
+    const preRead = Option.map(bulk, (reads) => new Map(ordered.map((fileKey, i) => [fileKey, reads[i]!])))
+    const read = (fileKey: string): Effect.Effect<Result.Result<Option.Option<Uint8Array>, PlatformError>> => {
+      const known = Option.isSome(preRead) ? preRead.value.get(fileKey) : undefined
+      return known !== undefined ? Effect.succeed(known) : Effect.result(readBytes(fileOf(fileKey)))
+    }
+
     // Every record is opened: the record decides, and a damaged one is reported (and set aside) here too.
     // The index is read only where the record cannot speak for itself (unreadable, does not open, gone).
     const one = (fileKey: string) =>
-      Effect.flatMap(Effect.result(readBytes(fileOf(fileKey))), (read) => {
+      Effect.flatMap(read(fileKey), (read) => {
         if (Result.isFailure(read)) {
           // One unreadable record (a directory in its place, a file we may not read) must not hide every
           // other session: it is listed from its index entry with the error, or logged when it has none.
@@ -250,7 +263,7 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
           })
         })
       })
-    yield* Effect.forEach(fileKeys, one, { concurrency: 16, discard: true })
+    yield* Effect.forEach(ordered, one, { concurrency: 16, discard: true })
 
     // Index files without a record: a corrupted session stays listed after its record was moved aside;
     // any other orphan entry goes (unless a put created its record after the directory was read), and so

@@ -41,7 +41,8 @@ const reasonOf = (code: string | undefined): PlatformError.SystemErrorTag => {
   }
 }
 
-const errorOf = (path: string, e: NodeJS.ErrnoException): PlatformError.PlatformError =>
+/** The `PlatformError` of a failed read of `path`. */
+export const errorOf = (path: string, e: Pick<NodeJS.ErrnoException, "code" | "syscall" | "message">): PlatformError.PlatformError =>
   PlatformError.systemError({
     _tag: reasonOf(e.code),
     module: "FileSystem",

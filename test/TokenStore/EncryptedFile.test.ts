@@ -2,8 +2,9 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as NodePathModule from "node:path"
-import { Context, Effect, Exit, Layer, Redacted } from "effect"
+import { Context, Effect, Exit, Layer, Option, Redacted } from "effect"
 import * as EncryptionKey from "../../src/EncryptionKey.js"
+import * as BulkRead from "../../src/internal/BulkRead.js"
 import * as Envelope from "../../src/internal/Envelope.js"
 import * as MetadataIndex from "../../src/internal/MetadataIndex.js"
 import * as TokenStore from "../../src/TokenStore.js"
@@ -96,6 +97,31 @@ describe("EncryptedFile", () => {
       assert.strictEqual(secretOf(yield* store.get("provider-2")), "RT-new")
       assert.strictEqual((yield* store.list).find((m) => m.id === "provider-2")?.state, "active")
       assert.isTrue(Fs.existsSync(quarantinedAs!), "the quarantined copy is kept")
+    }).pipe(Effect.scoped))
+
+  it.live("a store big enough to be listed by a worker thread reports damage exactly as a small one", () =>
+    Effect.gen(function*() {
+      const home = yield* tempDir("mts-ef-")
+      const { dir, store } = yield* openStore({ home, source: "file" })
+      const count = BulkRead.minFiles + 20
+      yield* Effect.forEach(Array.from({ length: count }, (_, i) => i + 1), (n) => store.put(sampleRecord(n)), { concurrency: 16 })
+      // One record damaged, one unreadable (a directory in its place).
+      const victim = fileOf(dir, "provider-7")
+      const bytes = Fs.readFileSync(victim)
+      bytes.writeUInt8(bytes.readUInt8(bytes.length - 20) ^ 0x01, bytes.length - 20)
+      Fs.writeFileSync(victim, bytes)
+      Fs.rmSync(fileOf(dir, "provider-9"))
+      Fs.mkdirSync(fileOf(dir, "provider-9"))
+
+      const listed = yield* store.list
+      assert.strictEqual(listed.length, count)
+      const byId = new Map(listed.map((m) => [m.id, m]))
+      assert.strictEqual(byId.get("provider-7")?.state, "corrupted")
+      assert.isFalse(Fs.existsSync(victim), "set aside")
+      assert.isTrue(Fs.readdirSync(dir).some((n) => n.startsWith(`${NodePathModule.basename(victim)}${EncryptedFile.quarantineInfix}`)))
+      assert.match(Option.getOrElse(byId.get("provider-9")!.lastError, () => ""), /record unreadable/)
+      assert.strictEqual(listed.filter((m) => m.state === "active").length, count - 1)
+      assert.strictEqual(secretOf(yield* store.get(`provider-${count}`)), `RT-secret-${count}`)
     }).pipe(Effect.scoped))
 
   it.live("list alone finds a damaged record, reports it and sets it aside", () =>
