@@ -36,9 +36,8 @@ import {
   Scope,
   Semaphore
 } from "effect"
-import type { PlatformError } from "effect/PlatformError"
 import { fileKeyOf } from "./internal/MetadataIndex.js"
-import * as LockOwners from "./internal/LockOwners.js"
+import * as FileLock from "./internal/FileLock.js"
 import * as SqliteLock from "./internal/SqliteLock.js"
 import * as Metrics from "./Metrics.js"
 import { UserContext } from "./UserContext.js"
@@ -278,73 +277,27 @@ export const lockFileOf = (path: Pick<Path.Path, "join">, storageDirectory: stri
   path.join(storageDirectory, lockDirectoryName, `${fileKeyOf(key)}.lock`)
 
 /**
- * Locks across processes of one machine with one SQLite database per key
- * under `<storageDirectory>/locks` (0700; files 0600), never written, and the
- * holders in that directory's owner book (`LockOwners`). `node:sqlite` is
- * loaded on first use, so processes that never lock never print its warning.
+ * Locks across processes of one machine: one never-written SQLite database
+ * per key under `<storageDirectory>/locks`, the holders in that directory's
+ * owner book (`internal/FileLock.ts`).
  */
 export const layerFile: Layer.Layer<RefreshLock, never, UserContext | FileSystem.FileSystem | Path.Path> = Layer.effect(
   RefreshLock,
   Effect.gen(function*() {
     const user = yield* UserContext
-    const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
-    const directory = path.join(user.storageDirectory, lockDirectoryName)
-    const sqlite = yield* Effect.cached(SqliteLock.load)
-    let opened: SqliteLock.Pool | undefined
-    const pool = Effect.map(sqlite, (module) => (opened ??= SqliteLock.makePool(module)))
-    yield* Effect.addFinalizer(() => opened === undefined ? Effect.void : opened.close)
-    const owners = yield* LockOwners.make(sqlite, path.join(directory, LockOwners.fileName))
-    const unavailable = (key: string) => (e: SqliteLock.Failure | PlatformError) =>
-      new RefreshLockError({
-        key,
-        reason: { _tag: "Unavailable", detail: e._tag === "SqliteLockFailure" ? e.detail : e.message }
-      })
-
-    // Checked until it exists once; a directory removed later makes the attempt fail and be checked again.
-    let directoryReady = false
-    const ensureDirectory = Effect.suspend(() =>
-      directoryReady ? Effect.void : Effect.gen(function*() {
-        if (!(yield* fs.exists(directory))) {
-          yield* fs.makeDirectory(directory, { recursive: true, mode: 0o700 })
-          // mkdir's mode is filtered by the umask.
-          yield* fs.chmod(directory, 0o700)
-        }
-        directoryReady = true
-      })
-    ).pipe(
-      Effect.mapError((e) => new SqliteLock.Failure({ detail: `cannot create lock directory ${directory}: ${e.message}` }))
-    )
-
+    const files = yield* FileLock.make(path.join(user.storageDirectory, lockDirectoryName))
+    const unavailable = (key: string) => (e: SqliteLock.Failure) =>
+      new RefreshLockError({ key, reason: { _tag: "Unavailable", detail: e.detail } })
+    const fileOf = (key: string) => lockFileOf(path, user.storageDirectory, key)
     return yield* make({
       name: "file",
-      tryAcquire: (key, owner) =>
-        Effect.gen(function*() {
-          yield* ensureDirectory
-          const held = yield* (yield* pool).tryAcquire(lockFileOf(path, user.storageDirectory, key)).pipe(
-            Effect.tapError((e) => Effect.sync(() => (directoryReady = e._tag === "SqliteLockBusy")))
-          )
-          yield* owners.acquired(key, owner)
-          const release = DateTime.now.pipe(
-            Effect.flatMap((at) => owners.released(key, owner.token, at)),
-            Effect.ensuring(held.release)
-          )
-          return Option.some(release)
-        }).pipe(
-          Effect.catchTag("SqliteLockBusy", () => Effect.succeedNone),
-          Effect.mapError(unavailable(key))
-        ),
+      tryAcquire: (key, owner) => files.tryAcquire(fileOf(key), key, owner).pipe(Effect.mapError(unavailable(key))),
       inspect: (key) =>
-        Effect.gen(function*() {
-          const file = lockFileOf(path, user.storageDirectory, key)
-          const location = Option.some(file)
-          // Probing a missing file would create it: a lock never taken is simply free.
-          if (!(yield* fs.exists(file))) return { key, held: false, lastHolder: Option.none(), location }
-          const held = yield* SqliteLock.isHeld(yield* sqlite, file)
-          const entry = yield* owners.read(key)
-          // A row without a release whose lock is free belonged to a holder that died holding it.
-          return { key, held, lastHolder: entry, location }
-        }).pipe(Effect.mapError(unavailable(key)))
+        files.inspect(fileOf(key), key).pipe(
+          Effect.map((found): LockInfo => ({ key, ...found, location: Option.some(fileOf(key)) })),
+          Effect.mapError(unavailable(key))
+        )
     })
   })
 )
@@ -377,20 +330,5 @@ export const layerMemory: Layer.Layer<RefreshLock> = Layer.effect(
   })
 )
 
-/**
- * True for the ExperimentalWarning Node prints when `node:sqlite` loads, so the
- * CLI can hide exactly that one, e.g. by wrapping `process.emitWarning`:
- * `(w, ...rest) => isSqliteExperimentalWarning(w, rest[0]) ? undefined : original(w, ...rest)`.
- * Accepts both shapes: `emitWarning(message, type)` and the `warning` event's Error.
- */
-export const isSqliteExperimentalWarning = (warning: string | Error, typeOrOptions?: unknown): boolean => {
-  const type = typeof warning !== "string"
-    ? warning.name
-    : typeof typeOrOptions === "string"
-    ? typeOrOptions
-    : typeof typeOrOptions === "object" && typeOrOptions !== null && "type" in typeOrOptions
-    ? typeOrOptions.type
-    : undefined
-  const message = typeof warning === "string" ? warning : warning.message
-  return type === "ExperimentalWarning" && message.startsWith("SQLite is an experimental feature")
-}
+/** True for the ExperimentalWarning Node prints when `node:sqlite` loads (see `internal/SqliteLock.ts`). */
+export const isSqliteExperimentalWarning = SqliteLock.isSqliteExperimentalWarning

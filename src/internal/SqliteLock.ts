@@ -212,3 +212,21 @@ export const isHeld = (sqlite: Sqlite, file: string): Effect.Effect<boolean, Fai
       closeQuietly(db)
     }
   })
+
+/**
+ * True for the ExperimentalWarning Node prints when `node:sqlite` loads, so the
+ * CLI can hide exactly that one, e.g. by wrapping `process.emitWarning`:
+ * `(w, ...rest) => isSqliteExperimentalWarning(w, rest[0]) ? undefined : original(w, ...rest)`.
+ * Accepts both shapes: `emitWarning(message, type)` and the `warning` event's Error.
+ */
+export const isSqliteExperimentalWarning = (warning: string | Error, typeOrOptions?: unknown): boolean => {
+  const type = typeof warning !== "string"
+    ? warning.name
+    : typeof typeOrOptions === "string"
+    ? typeOrOptions
+    : typeof typeOrOptions === "object" && typeOrOptions !== null && "type" in typeOrOptions
+    ? typeOrOptions.type
+    : undefined
+  const message = typeof warning === "string" ? warning : warning.message
+  return type === "ExperimentalWarning" && message.startsWith("SQLite is an experimental feature")
+}
