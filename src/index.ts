@@ -5,6 +5,7 @@
 export * as AuditLog from "./AuditLog.js"
 export * as EncryptedFileTokenStore from "./TokenStore/EncryptedFile.js"
 export * as EncryptionKey from "./EncryptionKey.js"
+export * as FileStoreKeyRotation from "./TokenStore/KeyRotation.js"
 export * as FleetSync from "./FleetSync.js"
 export * as Keyring from "./Keyring.js"
 export * as KeyringTokenStore from "./TokenStore/Keyring.js"

@@ -9,6 +9,7 @@ import * as Envelope from "../../src/internal/Envelope.js"
 import * as MetadataIndex from "../../src/internal/MetadataIndex.js"
 import * as TokenStore from "../../src/TokenStore.js"
 import * as EncryptedFile from "../../src/TokenStore/EncryptedFile.js"
+import * as KeyRotation from "../../src/TokenStore/KeyRotation.js"
 import { UserContext } from "../../src/UserContext.js"
 import { environment, type Options, sessionDirectoryOf, tempDir } from "../support/FileStoreFixtures.js"
 import { conformance, sampleRecord } from "../support/TokenStoreConformance.js"
@@ -296,7 +297,7 @@ describe("EncryptedFile", () => {
       const before = keyIds()
       assert.strictEqual(new Set(before).size, 1)
 
-      const result = yield* EncryptedFile.rotateKey().pipe(Effect.provide(rotationLayer({ home, source: "file" })))
+      const result = yield* KeyRotation.rotateKey().pipe(Effect.provide(rotationLayer({ home, source: "file" })))
       assert.strictEqual(result.rewritten, 3)
       assert.strictEqual(result.keysKept, 2, "the replaced key stays until the next rotation")
       const after = keyIds()
@@ -316,7 +317,7 @@ describe("EncryptedFile", () => {
       assert.strictEqual(secretOf(yield* next.store.get("provider-4")), "RT-secret-4")
 
       // The next rotation re-seals that record too, then retires the first key.
-      const second = yield* EncryptedFile.rotateKey().pipe(Effect.provide(rotationLayer({ home, source: "file" })))
+      const second = yield* KeyRotation.rotateKey().pipe(Effect.provide(rotationLayer({ home, source: "file" })))
       assert.strictEqual(second.keysKept, 2)
       const ids = [1, 2, 3, 4].map((n) => Envelope.keyIdOfSealed(Fs.readFileSync(fileOf(dir, `provider-${n}`))))
       assert.deepStrictEqual(ids, [second.keyId, second.keyId, second.keyId, second.keyId])
@@ -342,7 +343,7 @@ describe("EncryptedFile", () => {
       const newId = Envelope.keyIdOfSealed(Fs.readFileSync(fileOf(dir, "provider-3")))
       assert.notStrictEqual(newId, oldId)
       // Half of a re-encryption: one record re-sealed, then the process dies again.
-      const rest = yield* EncryptedFile.reencryptAll().pipe(Effect.provide(rotationLayer({ home, source: "file" })))
+      const rest = yield* KeyRotation.reencryptAll().pipe(Effect.provide(rotationLayer({ home, source: "file" })))
       assert.deepStrictEqual([rest.rewritten, rest.alreadyCurrent, rest.unreadable], [2, 1, 0])
       const last = yield* openStore({ home, source: "file" })
       assert.deepStrictEqual((yield* last.store.list).map((m) => m.state), ["active", "active", "active"])

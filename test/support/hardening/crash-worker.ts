@@ -9,7 +9,7 @@
  *     rotation: new access and refresh token, generation + 1).
  *     Lines: "W <id> <gen>" before the put, "D <id> <gen>" after it.
  *   rotate <home>
- *     rotates the file-source data key (EncryptedFile.rotateKey) forever. Lines: "R <n>".
+ *     rotates the file-source data key (KeyRotation.rotateKey) forever. Lines: "R <n>".
  *   migrate <home> <redisUrl> <envKeyBase64>
  *     migrates every session from the file store to Redis (Migration.migrate), then back, forever.
  *     Lines: "M <n> <from>" after each complete pass.
@@ -24,7 +24,7 @@ import * as Migration from "../../../src/Migration.js"
 import * as EncryptionKey from "../../../src/EncryptionKey.js"
 import * as RefreshLock from "../../../src/RefreshLock.js"
 import * as Sessions from "../../../src/Sessions.js"
-import * as EncryptedFile from "../../../src/TokenStore/EncryptedFile.js"
+import * as KeyRotation from "../../../src/TokenStore/KeyRotation.js"
 import * as TokenStore from "../../../src/TokenStore.js"
 import { environment } from "../FileStoreFixtures.js"
 import { UserContext } from "../../../src/UserContext.js"
@@ -71,7 +71,7 @@ const rotateLoop = (home: string) => {
   return Effect.gen(function*() {
     yield* say("ready")
     for (let n = 1;; n++) {
-      yield* EncryptedFile.rotateKey()
+      yield* KeyRotation.rotateKey()
       yield* say(`R ${n}`)
     }
   }).pipe(Effect.provide(EncryptionKey.layer.pipe(Layer.provideMerge(env))))
