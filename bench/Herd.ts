@@ -21,7 +21,7 @@
  */
 import { Context, DateTime, Deferred, Duration, Effect, Layer, Redacted } from "effect"
 import * as oauth from "oauth4webapi"
-import { targetOf } from "../src/internal/Refresher.js"
+import { targetOf } from "../src/internal/RefreshRecords.js"
 import * as OAuthClient from "../src/OAuthClient.js"
 import * as RefreshLock from "../src/RefreshLock.js"
 import * as Sessions from "../src/Sessions.js"

@@ -24,7 +24,7 @@ import * as TokenResponse from "../TokenResponse.js"
 import * as TokenStore from "../TokenStore.js"
 import type * as SessionCache from "./SessionCache.js"
 import * as SessionMatch from "./SessionMatch.js"
-import { targetOf } from "./Refresher.js"
+import { targetOf } from "./RefreshRecords.js"
 
 /** The services login and logout work with. */
 export interface Deps {
