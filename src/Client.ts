@@ -76,9 +76,14 @@ const completed = <A, E, R>(effect: Effect.Effect<A, E, R>): effect is Exit.Exit
 
 /** The client over a runtime that provides {@link Services}; `close` disposes that runtime. */
 export const make = <E>(runtime: ManagedRuntime.ManagedRuntime<Services, E>): SessionsClient => {
+  // Every Effect this client runs goes through here: the one boundary to Promise code.
+  let closed = false
+  const run = <A, X>(effect: Effect.Effect<A, X, Services>): Promise<A> =>
+    closed ? Promise.reject(new Error("the sessions client is closed")) : runtime.runPromise(effect)
+
   // The service, once the runtime is built: from then on the cached path needs no runtime call.
   let sessions: Sessions.Shape | undefined
-  const sessionsReady = runtime.runPromise(Sessions.Sessions).then((s) => (sessions = s))
+  const sessionsReady = run(Sessions.Sessions).then((s) => (sessions = s))
   // An unobserved rejection here would crash the process; every call reports it instead.
   sessionsReady.catch(() => undefined)
 
@@ -92,8 +97,9 @@ export const make = <E>(runtime: ManagedRuntime.ManagedRuntime<Services, E>): Se
   const tokenOf = (
     effect: Effect.Effect<Redacted.Redacted<string>, Sessions.ReauthRequired | Sessions.SessionsError>
   ): Promise<string> => {
+    if (closed) return Promise.reject(new Error("the sessions client is closed"))
     if (effect === lastExit && lastAnswer !== undefined) return lastAnswer
-    if (!(completed(effect) && Exit.isSuccess(effect))) return runtime.runPromise(effect).then((token) => Redacted.value(token))
+    if (!(completed(effect) && Exit.isSuccess(effect))) return run(effect).then((token) => Redacted.value(token))
     let answer = answered.get(effect)
     if (answer === undefined) {
       answer = Promise.resolve(Redacted.value(effect.value))
@@ -105,11 +111,17 @@ export const make = <E>(runtime: ManagedRuntime.ManagedRuntime<Services, E>): Se
   }
 
   const getAccessToken = (provider: string, request?: TokenRequest): Promise<string> => {
-    const options = request === undefined ? undefined : {
-      scopes: request.scopes,
-      resource: request.resource,
-      minTtl: request.minTtl === undefined ? undefined : Duration.fromInputUnsafe(request.minTtl)
+    let minTtl: Duration.Duration | undefined
+    if (request?.minTtl !== undefined) {
+      const parsed = Duration.fromInput(request.minTtl)
+      if (Option.isNone(parsed)) {
+        return Promise.reject(
+          new TypeError(`minTtl: expected milliseconds or a duration such as "30 seconds", got ${JSON.stringify(request.minTtl)}`)
+        )
+      }
+      minTtl = parsed.value
     }
+    const options = request === undefined ? undefined : { scopes: request.scopes, resource: request.resource, minTtl }
     return sessions !== undefined
       ? tokenOf(sessions.getAccessToken(provider, options))
       : sessionsReady.then((s) => tokenOf(s.getAccessToken(provider, options)))
@@ -117,16 +129,18 @@ export const make = <E>(runtime: ManagedRuntime.ManagedRuntime<Services, E>): Se
 
   return {
     getAccessToken,
-    refresh: (id, options) => runtime.runPromise(Effect.flatMap(Sessions.Sessions, (s) => s.refresh(id, options))),
+    refresh: (id, options) => run(Effect.flatMap(Sessions.Sessions, (s) => s.refresh(id, options))),
     logout: (provider, options) =>
-      runtime.runPromise(
-        Effect.flatMap(Sessions.Sessions, (s) => s.logout(provider, { revoke: options?.revoke ?? true }))
-      ).then((removed) => removed.map((r) => r.id)),
+      run(Effect.flatMap(Sessions.Sessions, (s) => s.logout(provider, { revoke: options?.revoke ?? true })))
+        .then((removed) => removed.map((r) => r.id)),
     list: () =>
-      runtime.runPromise(Effect.flatMap(TokenStore.TokenStore, (store) => store.list)).then((all) =>
+      run(Effect.flatMap(TokenStore.TokenStore, (store) => store.list)).then((all) =>
         all.filter(TokenStore.isSession).map(summaryOf)
       ),
-    close: () => runtime.dispose()
+    close: () => {
+      closed = true
+      return runtime.dispose()
+    }
   }
 }
 

@@ -78,6 +78,11 @@ describe("Client (Promise API)", () => {
     assert.notStrictEqual(rotated, first)
     assert.isTrue(await isActive(rotated))
 
+    // A malformed minTtl from untyped code is a rejection that names it, not a throw.
+    const badTtl = await client.getAccessToken(provider, { minTtl: "5 parsecs" as never }).then(() => undefined, (e: unknown) => e)
+    assert.instanceOf(badTtl, TypeError)
+    assert.include(String(badTtl), "minTtl")
+
     const missing = await client.getAccessToken("not-configured").then(() => undefined, (e: unknown) => e)
     assert.strictEqual((missing as { _tag?: string })._tag, "SessionsError")
 
@@ -89,5 +94,8 @@ describe("Client (Promise API)", () => {
     await client.close()
     const closed = await client.list().then(() => "listed", () => "refused")
     assert.strictEqual(closed, "refused")
+    // Not even a token this process still has in memory.
+    const cached = await client.getAccessToken(provider).then(() => "answered", () => "refused")
+    assert.strictEqual(cached, "refused")
   })
 })
