@@ -44,8 +44,13 @@ const only = args.find((a) => a.startsWith("--only="))?.slice("--only=".length).
 const svg = args.find((a) => a.startsWith("--svg="))?.slice("--svg=".length)
 const unknown = args.filter((a) => a !== "--json" && !a.startsWith("--only=") && !a.startsWith("--svg="))
 const names = benchmarks.map(([name]) => name)
-if (unknown.length > 0 || (only !== undefined && only.some((n) => !names.includes(n)))) {
-  process.stderr.write(`usage: npm run bench -- [--json] [--only=${names.join(",")}] [--svg=<dir>]\n`)
+const unknownNames = only?.filter((n) => !names.includes(n)) ?? []
+if (unknown.length > 0 || unknownNames.length > 0) {
+  const what = [
+    ...unknown.map((a) => `unknown argument ${JSON.stringify(a)}`),
+    ...unknownNames.map((n) => `unknown benchmark ${JSON.stringify(n)} in --only`)
+  ]
+  process.stderr.write(`${what.join("; ")}\nusage: npm run bench -- [--json] [--only=${names.join(",")}] [--svg=<dir>]\n`)
   process.exit(2)
 }
 
