@@ -170,7 +170,8 @@ describe("permissions", () => {
     const probe = (files: ReadonlyArray<string>) => {
       const script = `const fs=require("node:fs");const out={};for(const p of JSON.parse(process.argv[1])){try{fs.readFileSync(p);out[p]="READ"}catch(e){out[p]=e.code}}process.stdout.write(JSON.stringify(out))`
       const r = spawnSync(process.execPath, ["-e", script, JSON.stringify(files)], { ...nobody, encoding: "utf8", timeout: 20_000 })
-      assert.strictEqual(r.status, 0, r.stderr)
+      // A checkout nobody may not enter (a 0700 temp dir) cannot run node as nobody: say so, not "null".
+      assert.strictEqual(r.status, 0, `probe as nobody failed: ${r.error?.message ?? `signal ${r.signal}`}; ${r.stderr}`)
       return JSON.parse(r.stdout) as Record<string, string>
     }
     const asNobody = (args: ReadonlyArray<string>) => cli(args, env, { as: nobody })
