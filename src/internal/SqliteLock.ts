@@ -144,8 +144,12 @@ export const makePool = (sqlite: Sqlite, capacity: number = idleConnections): Po
       if (inodeOf(file) === cached.ino) return cached
       closeQuietly(cached.db)
     }
-    ensureFile(file)
-    const ino = inodeOf(file)
+    // Created only when missing: a failed exclusive create costs an exception per new connection.
+    let ino = inodeOf(file)
+    if (ino === undefined) {
+      ensureFile(file)
+      ino = inodeOf(file)
+    }
     if (ino === undefined) throw new Error("the lock file disappeared as it was created")
     return { db: new sqlite.DatabaseSync(file, { timeout: 0 }), ino }
   }
