@@ -13,10 +13,14 @@
  * The record is the truth; its index entry only names the session when the
  * record cannot. So `put` makes the record durable (fsync, rename, directory
  * fsync) and then replaces the entry atomically but without fsync (it is
- * rebuilt from the record), and `list` reads the index directory's names
- * only: it opens every record, reads an entry only for a record that is
- * missing, unreadable or does not open, and writes one only where a record has
- * none. An entry left a put behind by a kill is rewritten by the next put.
+ * rebuilt from the record), and only when the entry would name the session
+ * differently or is not the file this process last wrote
+ * (`MetadataIndex.putUnlessCurrent`): a refresh changes expiry, generation and
+ * timestamps only, and leaves the entry as it was. `list` reads the index
+ * directory's names only: it opens every record, reads an entry only for a
+ * record that is missing, unreadable or does not open, and writes one only
+ * where a record has none. An entry left a put behind by a kill is rewritten
+ * by the next put.
  *
  * Key rotation (re-sealing every record) is `KeyRotation.ts`.
  *
@@ -32,6 +36,7 @@ import type { PlatformError } from "effect/PlatformError"
 import * as EncryptionKey from "../EncryptionKey.js"
 import * as AtomicFile from "../internal/AtomicFile.js"
 import * as BulkRead from "../internal/BulkRead.js"
+import * as FileWorker from "../internal/FileWorker.js"
 import * as MetadataIndex from "../internal/MetadataIndex.js"
 import * as ReadFile from "../internal/ReadFile.js"
 import * as RecordCodec from "../internal/RecordCodec.js"
@@ -81,12 +86,15 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
     yield* services(AtomicFile.sweepTemps(d, now, Duration.toMillis(staleTempAge)))
   }
 
+  // Reads and replaces go through a worker thread once the store is busy (see FileWorker.ts).
+  const files = yield* FileWorker.make(AtomicFile.tempInfix)
   const fileOf = (fileKey: string) => path.join(dir, fileKey + recordSuffix)
   const readBytes = (file: string) =>
-    ReadFile.readFile(file).pipe(
-      Effect.map(Option.some),
-      Effect.catchTag("PlatformError", (e) => AtomicFile.isNotFound(e) ? Effect.succeedNone : Effect.fail(e))
-    )
+    Effect.flatMap(files.use, (worker) =>
+      worker !== undefined ? worker.read(file) : ReadFile.readFile(file).pipe(
+        Effect.map(Option.some),
+        Effect.catchTag("PlatformError", (e) => AtomicFile.isNotFound(e) ? Effect.succeedNone : Effect.fail(e))
+      ))
   // The records last read or written, by file key, with the exact bytes they came from: a get that
   // reads the same bytes again (the read under the refresh lock after the read before it, or the read
   // after this process's own put) is answered without opening and decoding them again. Identical
@@ -163,9 +171,13 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
     // The entry is written only once the record is durable, so it is never ahead of its record, even
     // after a power loss.
     opened.delete(fileKey)
-    yield* services(AtomicFile.write(fileOf(fileKey), data, mode)).pipe(Effect.mapError(fail("put", record.id)))
+    const worker = yield* files.use
+    const target = fileOf(fileKey)
+    yield* (worker === undefined
+      ? services(AtomicFile.write(target, data, mode))
+      : worker.replace({ target, data, mode, durable: true })).pipe(Effect.mapError(fail("put", record.id)))
     remember(fileKey, data, record)
-    yield* index.put(MetadataIndex.entryOf(TokenStore.metadataOf(record, backend)), { durable: false }).pipe(
+    yield* index.putUnlessCurrent(MetadataIndex.entryOf(TokenStore.metadataOf(record, backend)), worker).pipe(
       Effect.mapError(fail("put", record.id))
     )
   })

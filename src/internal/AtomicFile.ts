@@ -14,7 +14,7 @@
  * kernel crash may then lose the replace, or leave the new file empty.
  */
 import * as Crypto from "node:crypto"
-import { Effect, FileSystem, Path } from "effect"
+import { Effect, FileSystem, Option, Path } from "effect"
 import type { PlatformError } from "effect/PlatformError"
 
 /** The prefix/infix of temp files, for sweeping leftovers after a crash. */
@@ -29,29 +29,53 @@ export interface WriteOptions {
   readonly durable?: boolean | undefined
 }
 
+/**
+ * What tells one version of a file from another: its inode, birth and
+ * modification times and size. An atomic replace always makes a new inode,
+ * and a reused inode number comes with new times, so a file whose version is
+ * unchanged still holds what was written (short of a deliberate forgery).
+ */
+export const versionOf = (info: FileSystem.File.Info): string =>
+  [
+    Option.getOrUndefined(info.ino),
+    Option.getOrUndefined(Option.map(info.birthtime, (d) => d.getTime())),
+    Option.getOrUndefined(Option.map(info.mtime, (d) => d.getTime())),
+    info.size
+  ].join(":")
+
 /** Writes `data` to `target` atomically and (unless told otherwise) durably with exactly `mode` (umask ignored). */
-export const write = Effect.fnUntraced(function*(
+export const write = (target: string, data: Uint8Array, mode: number, options?: WriteOptions) =>
+  Effect.asVoid(replace(target, data, mode, options, false))
+
+/** {@link write}, answering the {@link versionOf} of the file written (taken from its descriptor, before the rename). */
+export const writeVersioned = (target: string, data: Uint8Array, mode: number, options?: WriteOptions) =>
+  Effect.map(replace(target, data, mode, options, true), (version) => version ?? "")
+
+const replace = Effect.fnUntraced(function*(
   target: string,
   data: Uint8Array,
   mode: number,
-  options?: WriteOptions
-): Effect.fn.Return<void, PlatformError, FileSystem.FileSystem | Path.Path> {
+  options: WriteOptions | undefined,
+  versioned: boolean
+): Effect.fn.Return<string | undefined, PlatformError, FileSystem.FileSystem | Path.Path> {
   const durable = options?.durable ?? true
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
   const dir = path.dirname(target)
   const tmp = path.join(dir, `.${path.basename(target)}${tempInfix}${Crypto.randomBytes(6).toString("hex")}`)
-  yield* Effect.scoped(Effect.gen(function*() {
+  const version = yield* Effect.scoped(Effect.gen(function*() {
     const file = yield* fs.open(tmp, { flag: "wx", mode })
     yield* file.writeAll(data)
     if (durable) yield* file.sync
+    return versioned ? versionOf(yield* file.stat) : undefined
   })).pipe(
     // open's mode is filtered by the umask; set it exactly before the file becomes visible.
-    Effect.andThen(fs.chmod(tmp, mode)),
-    Effect.andThen(fs.rename(tmp, target)),
+    Effect.tap(fs.chmod(tmp, mode)),
+    Effect.tap(fs.rename(tmp, target)),
     Effect.onError(() => fs.remove(tmp).pipe(Effect.ignore))
   )
   if (durable) yield* syncDirectory(dir)
+  return version
 })
 
 /** fsyncs a directory so that renames and unlinks in it survive a power loss. */

@@ -17,6 +17,7 @@ import { DateTime, Effect, FileSystem, Option, Path, Schema } from "effect"
 import type { PlatformError } from "effect/PlatformError"
 import type * as TokenStore from "../TokenStore.js"
 import * as AtomicFile from "./AtomicFile.js"
+import type * as FileWorker from "./FileWorker.js"
 import * as ReadFile from "./ReadFile.js"
 
 /** The file-safe key of a session id: record and index files are named after it. */
@@ -120,6 +121,16 @@ export interface MetadataIndex {
    * `durable: false`, for a caller that can rebuild the entry from its record.
    */
   readonly put: (entry: IndexEntry, options?: AtomicFile.WriteOptions) => Effect.Effect<void, PlatformError>
+  /**
+   * Replaces a session's entry atomically, without fsync, unless the file is
+   * still the one this process last wrote for it (same {@link AtomicFile.versionOf})
+   * and that entry names the session alike ({@link identityOf}): then nothing
+   * is written, and the fields every refresh changes (expiry, generation,
+   * timestamps) stay as of that write. For a backend whose entries are read
+   * only when their record cannot be (the file store): a refresh then costs
+   * one `stat` instead of a replace, which ext4 flushes like a small fsync.
+   */
+  readonly putUnlessCurrent: (entry: IndexEntry, worker?: FileWorker.Running | undefined) => Effect.Effect<void, PlatformError>
   readonly remove: (id: string) => Effect.Effect<void, PlatformError>
   readonly list: Effect.Effect<Listing, PlatformError>
   /** The file keys that have an index file (the directory's names only; nothing is read). */
@@ -136,6 +147,30 @@ export interface MetadataIndex {
     quarantinedAs: string | undefined
   ) => Effect.Effect<void, PlatformError>
 }
+
+/** How many entries an index remembers the version of, for `putUnlessCurrent` (least recently written dropped). */
+export const knownVersions = 4096
+
+/**
+ * What an entry says about who the session is and what state it is in: every
+ * field but those a refresh changes each time (expiry, generation, timestamps).
+ */
+export const identityOf = (e: IndexEntry): string =>
+  JSON.stringify([
+    e.id,
+    e.provider,
+    e.issuer,
+    e.clientId,
+    e.scopes,
+    e.resource,
+    e.subject,
+    e.state,
+    e.hasRefreshToken,
+    e.lastError,
+    e.backend,
+    e.location,
+    e.quarantinedAs
+  ])
 
 const suffix = ".json"
 const utf8 = new TextEncoder()
@@ -188,8 +223,41 @@ export const make = Effect.fnUntraced(function*(storageDirectory: string, fileMo
       provide
     )
 
-  const remove = (id: string) => ignoreNotFound(fs.remove(fileOf(id)))
-  const removeFile = (fileKey: string) => ignoreNotFound(fs.remove(fileOfKey(fileKey)))
+  // The entries this process wrote through putUnlessCurrent: file key -> the version written and what it says.
+  const known = new Map<string, { readonly version: string; readonly identity: string }>()
+  const putUnlessCurrent = (entry: IndexEntry, worker?: FileWorker.Running | undefined) =>
+    Effect.gen(function*() {
+      const fileKey = fileKeyOf(entry.id)
+      const target = fileOfKey(fileKey)
+      const identity = identityOf(entry)
+      const last = known.get(fileKey)
+      const current = last !== undefined && last.identity === identity ? last.version : undefined
+      let version: string
+      if (worker !== undefined) {
+        // One message: the worker checks the version and writes only when it changed.
+        const data = utf8.encode(yield* Effect.orDie(encodeEntry(entry)))
+        const replaced = yield* worker.replace({ target, data, mode: fileMode, durable: false, unlessVersion: current })
+        if (replaced._tag === "Skipped") return
+        version = replaced.version
+      } else {
+        if (current !== undefined) {
+          const info = yield* Effect.option(fs.stat(target))
+          if (Option.isSome(info) && AtomicFile.versionOf(info.value) === current) return
+        }
+        const data = utf8.encode(yield* Effect.orDie(encodeEntry(entry)))
+        version = yield* AtomicFile.writeVersioned(target, data, fileMode, { durable: false })
+      }
+      known.delete(fileKey)
+      known.set(fileKey, { version, identity })
+      if (known.size > knownVersions) {
+        const [oldest] = known.keys()
+        if (oldest !== undefined) known.delete(oldest)
+      }
+    }).pipe(Effect.provideService(Path.Path, path), provide)
+
+  const remove = (id: string) => Effect.suspend(() => (known.delete(fileKeyOf(id)), ignoreNotFound(fs.remove(fileOf(id)))))
+  const removeFile = (fileKey: string) =>
+    Effect.suspend(() => (known.delete(fileKey), ignoreNotFound(fs.remove(fileOfKey(fileKey)))))
 
   const fileKeys = Effect.map(
     fs.readDirectory(directory),
@@ -236,5 +304,5 @@ export const make = Effect.fnUntraced(function*(storageDirectory: string, fileMo
       yield* put(new IndexEntry({ ...base, state: "corrupted", lastError: detail, updatedAt: now, quarantinedAs }))
     })
 
-  return { directory, get, put, remove, list, fileKeys, read, removeFile, markCorrupted } satisfies MetadataIndex
+  return { directory, get, put, putUnlessCurrent, remove, list, fileKeys, read, removeFile, markCorrupted } satisfies MetadataIndex
 })

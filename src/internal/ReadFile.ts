@@ -41,12 +41,16 @@ const reasonOf = (code: string | undefined): PlatformError.SystemErrorTag => {
   }
 }
 
-/** The `PlatformError` of a failed read of `path`. */
-export const errorOf = (path: string, e: Pick<NodeJS.ErrnoException, "code" | "syscall" | "message">): PlatformError.PlatformError =>
+/** The `PlatformError` of a failed read (or, with `method`, another operation) of `path`. */
+export const errorOf = (
+  path: string,
+  e: Pick<NodeJS.ErrnoException, "code" | "syscall" | "message">,
+  method: string = "readFile"
+): PlatformError.PlatformError =>
   PlatformError.systemError({
     _tag: reasonOf(e.code),
     module: "FileSystem",
-    method: "readFile",
+    method,
     pathOrDescriptor: path,
     syscall: e.syscall,
     cause: e

@@ -2,10 +2,11 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as NodePathModule from "node:path"
-import { Context, Effect, Exit, Layer, Option, Redacted } from "effect"
+import { Context, DateTime, Effect, Exit, Layer, Option, Redacted } from "effect"
 import * as EncryptionKey from "../../src/EncryptionKey.js"
 import * as BulkRead from "../../src/internal/BulkRead.js"
 import * as Envelope from "../../src/internal/Envelope.js"
+import * as FileWorker from "../../src/internal/FileWorker.js"
 import * as MetadataIndex from "../../src/internal/MetadataIndex.js"
 import * as TokenStore from "../../src/TokenStore.js"
 import * as EncryptedFile from "../../src/TokenStore/EncryptedFile.js"
@@ -285,6 +286,86 @@ describe("EncryptedFile", () => {
       assert.deepStrictEqual(
         listed.map((m) => [m.id, m.state]).sort(),
         [["provider-1", "active"], ["provider-2", "corrupted"], ["provider-3", "active"]]
+      )
+    }).pipe(Effect.scoped))
+
+  it.live("a refresh leaves the index entry alone; a new state, or an entry replaced or removed by anyone, is written again", () =>
+    Effect.gen(function*() {
+      const home = yield* tempDir("mts-ef-")
+      const { dir, store } = yield* openStore({ home, source: "file" })
+      const entryFile = indexFileOf(dir, "provider-1")
+      const entry = () => JSON.parse(Fs.readFileSync(entryFile, "utf8")) as { id: string; state: string; generation: number }
+      yield* store.put(sampleRecord(1))
+      const written = Fs.statSync(entryFile).ino
+
+      // A refresh: new tokens, expiry and generation. The record changes, its entry does not.
+      const refreshed = sampleRecord(1, {
+        generation: 1,
+        accessToken: Redacted.make("AT-secret-refreshed"),
+        expiresAt: DateTime.makeUnsafe(1_900_000_500_000)
+      })
+      yield* store.put(refreshed)
+      assert.strictEqual((yield* store.get("provider-1")).generation, 1)
+      assert.strictEqual(Fs.statSync(entryFile).ino, written, "the entry was not replaced")
+      assert.strictEqual(entry().generation, 0, "it keeps the generation of its last write")
+
+      // The grant dies: the entry must say so, should the record later not open.
+      const dead = sampleRecord(1, { generation: 1, state: "needs_reauth", accessToken: undefined, refreshToken: undefined })
+      yield* store.put(dead)
+      assert.strictEqual(entry().state, "needs_reauth")
+
+      // Another process replaced the entry (here with a stale one): the next put writes it again.
+      Fs.writeFileSync(`${entryFile}.other`, JSON.stringify({ ...entry(), state: "active" }))
+      Fs.renameSync(`${entryFile}.other`, entryFile)
+      yield* store.put(dead)
+      assert.strictEqual(entry().state, "needs_reauth")
+
+      // Removed: written again.
+      Fs.rmSync(entryFile)
+      yield* store.put(dead)
+      assert.strictEqual(entry().id, "provider-1")
+
+      // The session listed from its entry once its record goes bad names it as the last put did.
+      Fs.writeFileSync(fileOf(dir, "provider-1"), "garbage")
+      const listed = yield* store.list
+      assert.deepStrictEqual(listed.map((m) => [m.id, m.state]), [["provider-1", "corrupted"]])
+    }).pipe(Effect.scoped))
+
+  it.live("a busy store (its files read and written by a worker thread) behaves exactly as a new one", () =>
+    Effect.gen(function*() {
+      const home = yield* tempDir("mts-ef-")
+      const { dir, store } = yield* openStore({ home, source: "file" })
+      // Busy enough to start its worker, then give it time to come online.
+      for (let i = 0; i <= FileWorker.startAfter; i++) yield* store.put(sampleRecord(1, { generation: i }))
+      yield* Effect.sleep("300 millis")
+      yield* Effect.forEach([2, 3, 4], (n) => store.put(sampleRecord(n)))
+      assert.strictEqual((yield* store.get("provider-1")).generation, FileWorker.startAfter)
+      assert.strictEqual(secretOf(yield* store.get("provider-3")), "RT-secret-3")
+      assert.strictEqual(modeOf(fileOf(dir, "provider-4")), 0o600)
+      const entryFile = indexFileOf(dir, "provider-2")
+      const entryIno = Fs.statSync(entryFile).ino
+      yield* store.put(sampleRecord(2, { generation: 1 }))
+      assert.strictEqual(Fs.statSync(entryFile).ino, entryIno, "a refresh leaves the entry alone")
+      Fs.rmSync(entryFile)
+      yield* store.put(sampleRecord(2, { generation: 2 }))
+      assert.isTrue(Fs.existsSync(entryFile), "a removed entry is written again")
+
+      // Damage is found and set aside the same way.
+      const victim = fileOf(dir, "provider-3")
+      const bytes = Fs.readFileSync(victim)
+      bytes[bytes.length - 5] = bytes[bytes.length - 5]! ^ 0x01
+      Fs.writeFileSync(victim, bytes)
+      const e = errorOf(yield* Effect.exit(store.get("provider-3")))
+      assert.strictEqual(e.reason._tag, "Corrupted")
+      assert.isFalse(Fs.existsSync(victim))
+      assert.strictEqual(errorOf(yield* Effect.exit(store.get("provider-9"))).reason._tag, "NotFound")
+
+      // Another process reads what it wrote.
+      const other = yield* openStore({ home, source: "file" })
+      assert.strictEqual((yield* other.store.get("provider-2")).generation, 2)
+      assert.deepStrictEqual(
+        (yield* other.store.list).map((m) => [m.id, m.state]).sort(),
+        [["provider-1", "active"], ["provider-2", "active"], ["provider-3", "corrupted"], ["provider-4", "active"]]
       )
     }).pipe(Effect.scoped))
 

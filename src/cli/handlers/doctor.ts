@@ -97,6 +97,7 @@ const diagnose = Effect.gen(function*() {
     const health = yield* store.health
     return { health, key: storage.encryptionEnabled ? key.description : "none: encryption_enabled is false" }
   }).pipe(
+    Effect.scoped,
     Effect.provide(EncryptionKey.layer.pipe(Layer.provideMerge(services))),
     Effect.provide(services),
     Effect.result

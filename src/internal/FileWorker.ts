@@ -1,0 +1,271 @@
+/**
+ * FileWorker: the small-file reads and atomic replaces of a busy store, done
+ * by one worker thread in one message each.
+ *
+ * An asynchronous file operation is a trip to libuv's thread pool, and on the
+ * machines measured each trip costs the event loop 30 to 50 µs of dispatch
+ * and wake-up: a durable atomic replace (open, write, fsync, chmod, close,
+ * rename, then open, fsync and close the directory) costs about 300 µs of CPU
+ * through `node:fs/promises`, a read of a small file about 150 µs. Done
+ * synchronously by a worker thread, the same replace costs the process about
+ * 50 to 100 µs in all, and the event loop one message. Doing it synchronously
+ * on the event loop instead would stall an embedding server on every fsync,
+ * and hang it on a stuck network mount; here a stuck mount blocks the worker.
+ *
+ * A worker costs tens of milliseconds to start and a few megabytes, so it is
+ * started only once a store has been used {@link startAfter} times (a CLI
+ * command that reads one record never starts it), in the background: until it
+ * is online, and if it cannot start or stops, {@link FileWorker.use} answers
+ * `undefined` and the caller does the I/O itself with the `FileSystem`
+ * service. Replaces keep the guarantees of `AtomicFile`: temp file created
+ * exclusively with the mode, fsynced when durable, renamed over the target,
+ * directory fsynced; a failed replace removes its temp file. A request whose
+ * caller was interrupted still completes in the worker (as an I/O in libuv's
+ * pool would); its answer is dropped.
+ *
+ * The worker is not kept alive by itself: it holds the process open only
+ * while a request is in flight, and it is terminated with the scope.
+ */
+import type { Worker } from "node:worker_threads"
+import { Effect, Option, Scope } from "effect"
+import type * as PlatformError from "effect/PlatformError"
+import { errorOf } from "./ReadFile.js"
+
+/** Uses of a store before its worker is started. */
+export const startAfter = 16
+
+/** One atomic replace of `target` (see `AtomicFile.write`). */
+export interface Replace {
+  readonly target: string
+  readonly data: Uint8Array
+  readonly mode: number
+  readonly durable: boolean
+  /** Skip the write when the target's `AtomicFile.versionOf` is this one. */
+  readonly unlessVersion?: string | undefined
+}
+
+/** What a replace did: wrote a file of this version, or skipped (`unlessVersion` matched). */
+export type Replaced =
+  | { readonly _tag: "Written"; readonly version: string }
+  | { readonly _tag: "Skipped" }
+
+/** A worker that runs. */
+export interface Running {
+  /** The whole content of `path`; `None` when it does not exist. */
+  readonly read: (path: string) => Effect.Effect<Option.Option<Uint8Array>, PlatformError.PlatformError>
+  readonly replace: (request: Replace) => Effect.Effect<Replaced, PlatformError.PlatformError>
+}
+
+/** The worker of one store. */
+export interface FileWorker {
+  /** The worker when it runs, else `undefined` (the caller does the I/O itself). Counts one use. */
+  readonly use: Effect.Effect<Running | undefined>
+}
+
+interface Failure {
+  readonly code: string | undefined
+  readonly syscall: string | undefined
+  readonly message: string
+}
+
+interface Reply {
+  readonly id: number
+  readonly data?: ArrayBuffer
+  readonly missing?: true
+  readonly version?: string
+  readonly skipped?: true
+  readonly error?: Failure
+}
+
+// Plain CommonJS run by the worker (`eval`): nothing to bundle or resolve. The version string is
+// `AtomicFile.versionOf` of the same (bigint) stat, so either side can check what the other wrote.
+const source = `
+const { parentPort } = require("node:worker_threads")
+const fs = require("node:fs")
+const path = require("node:path")
+const crypto = require("node:crypto")
+const versionOf = (st) => [st.ino, st.birthtimeMs, st.mtimeMs, st.size].join(":")
+const writeAll = (fd, data) => {
+  let done = 0
+  while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done)
+}
+const handle = (m) => {
+  if (m.op === "read") {
+    let bytes
+    try {
+      bytes = fs.readFileSync(m.path)
+    } catch (e) {
+      if (e.code === "ENOENT") return { id: m.id, missing: true }
+      throw e
+    }
+    const data = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
+    return [{ id: m.id, data }, [data]]
+  }
+  if (m.unlessVersion !== undefined) {
+    let st
+    try { st = fs.statSync(m.target, { bigint: true }) } catch {}
+    if (st !== undefined && versionOf(st) === m.unlessVersion) return { id: m.id, skipped: true }
+  }
+  const dir = path.dirname(m.target)
+  const tmp = path.join(dir, "." + path.basename(m.target) + m.tempInfix + crypto.randomBytes(6).toString("hex"))
+  const fd = fs.openSync(tmp, "wx", m.mode)
+  let version
+  try {
+    try {
+      writeAll(fd, m.data)
+      if (m.durable) fs.fsyncSync(fd)
+      // open's mode is filtered by the umask; set it exactly before the file becomes visible.
+      fs.fchmodSync(fd, m.mode)
+      version = versionOf(fs.fstatSync(fd, { bigint: true }))
+    } finally {
+      fs.closeSync(fd)
+    }
+    fs.renameSync(tmp, m.target)
+  } catch (e) {
+    try { fs.unlinkSync(tmp) } catch {}
+    throw e
+  }
+  if (m.durable && process.platform !== "win32") {
+    const d = fs.openSync(dir, "r")
+    try { fs.fsyncSync(d) } finally { fs.closeSync(d) }
+  }
+  return { id: m.id, version }
+}
+parentPort.on("message", (m) => {
+  let reply
+  try {
+    reply = handle(m)
+  } catch (e) {
+    reply = { id: m.id, error: { code: e.code, syscall: e.syscall, message: String(e.message) } }
+  }
+  if (Array.isArray(reply)) parentPort.postMessage(reply[0], reply[1])
+  else parentPort.postMessage(reply)
+})
+`
+
+type State =
+  | { readonly _tag: "Idle"; readonly uses: number }
+  | { readonly _tag: "Starting" }
+  | { readonly _tag: "Running"; readonly running: Running }
+  | { readonly _tag: "Unavailable" }
+
+/**
+ * The worker of a store whose temp files use `tempInfix` (`AtomicFile.tempInfix`);
+ * started after {@link startAfter} uses (or `options.startAfter`), terminated with the scope.
+ */
+export const make = (
+  tempInfix: string,
+  options?: { readonly startAfter?: number | undefined }
+): Effect.Effect<FileWorker, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.Scope
+    const threshold = options?.startAfter ?? startAfter
+    let state: State = { _tag: "Idle", uses: 0 }
+    let worker: Worker | undefined
+    yield* Scope.addFinalizer(scope, Effect.sync(() => {
+      state = { _tag: "Unavailable" }
+      if (worker !== undefined) void worker.terminate()
+      worker = undefined
+    }))
+
+    const start = Effect.promise(() => import("node:worker_threads").then((m) => m.Worker, () => undefined)).pipe(
+      Effect.flatMap((WorkerClass) =>
+        Effect.callback<Running | undefined>((resume) => {
+          if (WorkerClass === undefined) return resume(Effect.succeed(undefined))
+          let spawned: Worker
+          try {
+            spawned = new WorkerClass(source, { eval: true })
+          } catch {
+            return resume(Effect.succeed(undefined))
+          }
+          spawned.unref()
+          worker = spawned
+          let settled = false
+          const settle = (running: Running | undefined) => {
+            if (settled) return
+            settled = true
+            resume(Effect.succeed(running))
+          }
+          spawned.once("online", () => settle(runningOn(spawned)))
+          spawned.once("error", () => settle(undefined))
+          spawned.once("exit", () => settle(undefined))
+          return Effect.sync(() => void spawned.terminate())
+        })
+      ),
+      Effect.tap((running) =>
+        Effect.sync(() => {
+          if (state._tag !== "Starting") return
+          state = running === undefined ? { _tag: "Unavailable" } : { _tag: "Running", running }
+        })
+      )
+    )
+
+    /** The requests of one live worker; its death fails those in flight and retires it. */
+    const runningOn = (w: Worker): Running => {
+      const pending = new Map<number, (reply: Reply) => void>()
+      let next = 0
+      const settle = (reply: Reply) => {
+        const resolve = pending.get(reply.id)
+        pending.delete(reply.id)
+        if (pending.size === 0) w.unref()
+        resolve?.(reply)
+      }
+      const died = (detail: string) => {
+        if (state._tag === "Running") state = { _tag: "Unavailable" }
+        for (const id of Array.from(pending.keys())) {
+          settle({ id, error: { code: undefined, syscall: undefined, message: `the file worker stopped: ${detail}` } })
+        }
+      }
+      w.on("message", settle)
+      w.on("error", (e) => died(e.message))
+      w.on("exit", (code) => died(`exit code ${code}`))
+
+      const call = <A>(path: string, request: Record<string, unknown>, answer: (reply: Reply) => A) =>
+        Effect.callback<A, PlatformError.PlatformError>((resume) => {
+          const id = next++
+          pending.set(id, (reply) =>
+            resume(
+              reply.error === undefined
+                ? Effect.succeed(answer(reply))
+                : Effect.fail(errorOf(path, reply.error, request["op"] === "read" ? "readFile" : "writeFile"))
+            ))
+          if (pending.size === 1) w.ref()
+          try {
+            w.postMessage({ ...request, id })
+          } catch (e) {
+            settle({ id, error: { code: undefined, syscall: undefined, message: `cannot reach the file worker: ${String(e)}` } })
+          }
+          return Effect.sync(() => {
+            // The worker finishes the request; its answer is dropped.
+            pending.set(id, () => {})
+          })
+        })
+
+      return {
+        read: (path) =>
+          call(path, { op: "read", path }, (reply) =>
+            reply.missing === true || reply.data === undefined ? Option.none() : Option.some(new Uint8Array(reply.data))),
+        replace: (request) =>
+          call(request.target, { op: "replace", tempInfix, ...request }, (reply): Replaced =>
+            reply.skipped === true ? { _tag: "Skipped" } : { _tag: "Written", version: reply.version ?? "" })
+      }
+    }
+
+    const use: Effect.Effect<Running | undefined> = Effect.suspend(() => {
+      switch (state._tag) {
+        case "Running":
+          return Effect.succeed(state.running)
+        case "Idle":
+          if (state.uses + 1 < threshold) {
+            state = { _tag: "Idle", uses: state.uses + 1 }
+            return Effect.succeed(undefined)
+          }
+          state = { _tag: "Starting" }
+          return Effect.as(Effect.forkIn(start, scope), undefined)
+        default:
+          return Effect.succeed(undefined)
+      }
+    })
+
+    return { use } satisfies FileWorker
+  })

@@ -1,0 +1,124 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as NodePath from "node:path"
+import { Effect, Exit, FileSystem, Option, Schedule, Scope } from "effect"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as AtomicFile from "../../src/internal/AtomicFile.js"
+import * as FileWorker from "../../src/internal/FileWorker.js"
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(NodePath.join(Os.tmpdir(), "mts-fileworker-"))),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** Uses the worker until it runs (it starts in the background). */
+const running = (files: FileWorker.FileWorker) =>
+  files.use.pipe(
+    Effect.flatMap((w) => w === undefined ? Effect.fail("not running yet" as const) : Effect.succeed(w)),
+    Effect.retry(Schedule.spaced("10 millis").pipe(Schedule.upTo({ times: 500 })))
+  )
+
+const reasonOf = <A>(e: Effect.Effect<A, { readonly reason: { readonly _tag: string } }>) =>
+  Effect.map(Effect.flip(e), (error) => error.reason._tag)
+
+/** The version the FileSystem service sees for `file`. */
+const versionByService = (file: string) =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => fs.stat(file)).pipe(
+    Effect.map(AtomicFile.versionOf),
+    Effect.provide(NodeFileSystem.layer)
+  )
+
+describe("FileWorker", () => {
+  it.live("is not started before the store is busy: the first uses answer that the caller does the I/O", () =>
+    Effect.gen(function*() {
+      const files = yield* FileWorker.make(AtomicFile.tempInfix, { startAfter: 5 })
+      for (let i = 0; i < 4; i++) assert.isUndefined(yield* files.use)
+      const worker = yield* running(files)
+      assert.isDefined(worker)
+    }).pipe(Effect.scoped))
+
+  it.live("reads whole files, and None for a missing one; errors carry the FileSystem's reasons", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const worker = yield* running(yield* FileWorker.make(AtomicFile.tempInfix, { startAfter: 1 }))
+      for (const size of [0, 1, 2300, 300_000]) {
+        const file = NodePath.join(dir, `f-${size}`)
+        const content = Crypto.randomBytes(size)
+        Fs.writeFileSync(file, content)
+        const read = yield* worker.read(file)
+        assert.isTrue(Option.isSome(read))
+        assert.isTrue(Buffer.from(Option.getOrThrow(read)).equals(content), `content of size ${size}`)
+      }
+      assert.isTrue(Option.isNone(yield* worker.read(NodePath.join(dir, "missing"))))
+      Fs.mkdirSync(NodePath.join(dir, "sub"))
+      assert.strictEqual(yield* reasonOf(worker.read(NodePath.join(dir, "sub"))), "BadResource")
+    }).pipe(Effect.scoped))
+
+  it.live("replaces atomically with the exact mode whatever the umask, and answers the version the FileSystem sees", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const worker = yield* running(yield* FileWorker.make(AtomicFile.tempInfix, { startAfter: 1 }))
+      const target = NodePath.join(dir, "record")
+      Fs.writeFileSync(target, "old")
+      const old = process.umask(0o077)
+      const replaced = yield* worker.replace({ target, data: Buffer.from("new content"), mode: 0o640, durable: true }).pipe(
+        Effect.ensuring(Effect.sync(() => process.umask(old)))
+      )
+      assert.strictEqual(Fs.readFileSync(target, "utf8"), "new content")
+      assert.strictEqual(Fs.statSync(target).mode & 0o777, 0o640)
+      assert.deepStrictEqual(Fs.readdirSync(dir), ["record"], "no temp file left")
+      assert.strictEqual(replaced._tag, "Written")
+      const version = replaced._tag === "Written" ? replaced.version : ""
+      assert.strictEqual(version, yield* versionByService(target))
+
+      // The same version: nothing written. Another file since (same content, new inode): written.
+      const skipped = yield* worker.replace({ target, data: Buffer.from("ignored"), mode: 0o600, durable: false, unlessVersion: version })
+      assert.strictEqual(skipped._tag, "Skipped")
+      assert.strictEqual(Fs.readFileSync(target, "utf8"), "new content")
+      Fs.writeFileSync(`${target}.other`, "new content")
+      Fs.renameSync(`${target}.other`, target)
+      const again = yield* worker.replace({ target, data: Buffer.from("third"), mode: 0o600, durable: false, unlessVersion: version })
+      assert.strictEqual(again._tag, "Written")
+      assert.strictEqual(Fs.readFileSync(target, "utf8"), "third")
+    }).pipe(Effect.scoped))
+
+  it.live("a replace that fails leaves the target and no temp file, and says why", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const worker = yield* running(yield* FileWorker.make(AtomicFile.tempInfix, { startAfter: 1 }))
+      const missingDir = NodePath.join(dir, "gone", "record")
+      assert.strictEqual(yield* reasonOf(worker.replace({ target: missingDir, data: Buffer.from("x"), mode: 0o600, durable: true })), "NotFound")
+      // Renaming a file over a directory fails after the temp file was written: it is removed.
+      const target = NodePath.join(dir, "a-directory")
+      Fs.mkdirSync(target)
+      const reason = yield* reasonOf(worker.replace({ target, data: Buffer.from("x"), mode: 0o600, durable: true }))
+      assert.notStrictEqual(reason, "NotFound")
+      assert.isTrue(Fs.statSync(target).isDirectory())
+      assert.deepStrictEqual(Fs.readdirSync(dir), ["a-directory"], "no temp file left")
+    }).pipe(Effect.scoped))
+
+  it.live("many requests at once each get their own answer", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const worker = yield* running(yield* FileWorker.make(AtomicFile.tempInfix, { startAfter: 1 }))
+      const ids = Array.from({ length: 200 }, (_, i) => i)
+      yield* Effect.forEach(ids, (i) =>
+        worker.replace({ target: NodePath.join(dir, `f${i}`), data: Buffer.from(`content ${i}`), mode: 0o600, durable: i % 10 === 0 }), {
+        concurrency: 50,
+        discard: true
+      })
+      const reads = yield* Effect.forEach(ids, (i) => worker.read(NodePath.join(dir, `f${i}`)), { concurrency: 50 })
+      reads.forEach((r, i) => assert.strictEqual(Buffer.from(Option.getOrThrow(r)).toString(), `content ${i}`))
+    }).pipe(Effect.scoped))
+
+  it.live("once its scope is closed it is no longer used: the caller does the I/O again", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const files = yield* FileWorker.make(AtomicFile.tempInfix, { startAfter: 1 }).pipe(Scope.provide(scope))
+      yield* running(files)
+      yield* Scope.close(scope, Exit.void)
+      assert.isUndefined(yield* files.use)
+    }))
+})
