@@ -102,7 +102,9 @@ const readWith = (WorkerClass: typeof Worker, paths: ReadonlyArray<string>): Eff
   Effect.callback<Option.Option<ReadonlyArray<Read>>>((resume) => {
     let worker: Worker
     try {
-      worker = new WorkerClass(source, { eval: true, workerData: paths })
+      // No inherited flags: the embedding process's --require/--import (a TypeScript loader, an
+      // instrumentation agent) would load again in the worker, for code that needs none of them.
+      worker = new WorkerClass(source, { eval: true, workerData: paths, execArgv: [] })
     } catch {
       resume(Effect.succeedNone)
       return

@@ -174,7 +174,9 @@ export const make = (
           if (WorkerClass === undefined) return resume(Effect.succeed(undefined))
           let spawned: Worker
           try {
-            spawned = new WorkerClass(source, { eval: true })
+            // No inherited flags: the embedding process's --require/--import (a TypeScript loader, an
+            // instrumentation agent) would load again in the worker, for code that needs none of them.
+            spawned = new WorkerClass(source, { eval: true, execArgv: [] })
           } catch {
             return resume(Effect.succeed(undefined))
           }
