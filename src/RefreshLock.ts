@@ -167,6 +167,8 @@ class Settled extends Data.TaggedError("RefreshLockSettled")<{ readonly value: u
 export const make = Effect.fnUntraced(function*(backend: Backend) {
   // One permit per key; an entry is dropped when its last user leaves, so keys never accumulate.
   const queues = yield* RcMap.make({ lookup: (_key: string) => Semaphore.make(1) })
+  // Read once: it names this process in the owner records, and asking the OS costs a call each time.
+  const hostname = Os.hostname()
 
   /** How a wait ended: the lock is held (released with the scope), or `whileBusy` answered. */
   type Waited =
@@ -183,12 +185,16 @@ export const make = Effect.fnUntraced(function*(backend: Backend) {
     const timeout = Effect.flatMap(waited, (waitedMs) =>
       Effect.fail(new RefreshLockError({ key, reason: { _tag: "Timeout", waitedMs } })))
     const queue = yield* RcMap.get(queues, key)
-    const permit = yield* Effect.timeoutOption(queue.takeScoped(1), waitTimeout)
-    if (Option.isNone(permit)) return yield* timeout
+    // No fiber of this process holds the key (the usual case): take it without arming a timeout.
+    const free = yield* Effect.uninterruptible(
+      Effect.flatMap(queue.takeIfAvailable(1), (taken) =>
+        taken ? Effect.as(Effect.addFinalizer(() => queue.release(1)), true) : Effect.succeed(false))
+    )
+    if (!free && Option.isNone(yield* Effect.timeoutOption(queue.takeScoped(1), waitTimeout))) return yield* timeout
     const remainingMs = Math.max(0, Duration.toMillis(waitTimeout) - (yield* waited))
     const owner = {
       pid: process.pid,
-      hostname: Os.hostname(),
+      hostname,
       token: Crypto.randomUUID(),
       acquiredAt: yield* DateTime.now
     }
