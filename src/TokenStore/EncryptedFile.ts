@@ -35,7 +35,6 @@ import { Clock, Duration, Effect, FileSystem, Layer, Option, Path, Result } from
 import type { PlatformError } from "effect/PlatformError"
 import * as EncryptionKey from "../EncryptionKey.js"
 import * as AtomicFile from "../internal/AtomicFile.js"
-import * as BulkRead from "../internal/BulkRead.js"
 import * as FileWorker from "../internal/FileWorker.js"
 import * as MetadataIndex from "../internal/MetadataIndex.js"
 import * as ReadFile from "../internal/ReadFile.js"
@@ -221,12 +220,13 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
       return Effect.fromResult(Result.flatMap(opened, (plain) => RecordCodec.decodeMetadata(fileKey, plain, backend)))
     }
 
-    // Many records are read by a worker thread in one go (internal/BulkRead.ts); a few, or when no worker
-    // can start, one by one.
+    // The records are read by the worker thread in one message (FileWorker.ts): started for many, used
+    // for a few when it already runs; otherwise, or when it fails, one by one.
     const ordered = Array.from(fileKeys)
-    const bulk = ordered.length >= BulkRead.minFiles
-      ? yield* BulkRead.readMany(ordered.map(fileOf))
-      : Option.none<ReadonlyArray<BulkRead.Read>>()
+    const worker = ordered.length >= FileWorker.manyFiles ? yield* files.ready : ordered.length > 1 ? yield* files.use : undefined
+    const bulk = worker === undefined
+      ? Option.none<ReadonlyArray<FileWorker.Read>>()
+      : yield* Effect.option(worker.readMany(ordered.map(fileOf)))
     const preRead = Option.map(bulk, (reads) => new Map(ordered.map((fileKey, i) => [fileKey, reads[i]!])))
     const read = (fileKey: string): Effect.Effect<Result.Result<Option.Option<Uint8Array>, PlatformError>> => {
       const known = Option.isSome(preRead) ? preRead.value.get(fileKey) : undefined

@@ -12,12 +12,18 @@
  * on the event loop instead would stall an embedding server on every fsync,
  * and hang it on a stuck network mount; here a stuck mount blocks the worker.
  *
+ * It also reads many files at once (every record of a store, in `list`),
+ * synchronously and in order, and hands them back in one transferred buffer:
+ * the event loop pays one message, not three trips per file.
+ *
  * A worker costs tens of milliseconds to start and a few megabytes, so it is
  * started only once a store has been used {@link startAfter} times (a CLI
- * command that reads one record never starts it), in the background: until it
- * is online, and if it cannot start or stops, {@link FileWorker.use} answers
- * `undefined` and the caller does the I/O itself with the `FileSystem`
- * service. Replaces keep the guarantees of `AtomicFile`: temp file created
+ * command that reads one record never starts it), in the background, or when
+ * a caller that reads many files asks for it ({@link FileWorker.ready}); it
+ * then serves the store until the scope closes. Until it is online, and if it
+ * cannot start (a runtime without worker threads, a resource limit) or stops,
+ * {@link FileWorker.use} answers `undefined` and the caller does the I/O
+ * itself with the `FileSystem` service. Replaces keep the guarantees of `AtomicFile`: temp file created
  * exclusively with the mode, fsynced when durable, renamed over the target,
  * directory fsynced; a failed replace removes its temp file. A request whose
  * caller was interrupted still completes in the worker (as an I/O in libuv's
@@ -27,12 +33,21 @@
  * while a request is in flight, and it is terminated with the scope.
  */
 import type { Worker } from "node:worker_threads"
-import { Effect, Option, Scope } from "effect"
+import { Deferred, Effect, Option, Result, Scope } from "effect"
 import type * as PlatformError from "effect/PlatformError"
 import { errorOf } from "./ReadFile.js"
 
 /** Uses of a store before its worker is started. */
 export const startAfter = 16
+
+/**
+ * From this many files, a many-file read starts the worker (and waits for it)
+ * rather than reading them one by one: starting it costs about what reading
+ * a few hundred files one by one costs the event loop, and it then serves
+ * the store's later reads and writes. Below this, the worker is used only if
+ * it already runs.
+ */
+export const manyFiles = 256
 
 /** One atomic replace of `target` (see `AtomicFile.write`). */
 export interface Replace {
@@ -49,10 +64,15 @@ export type Replaced =
   | { readonly _tag: "Written"; readonly version: string }
   | { readonly _tag: "Skipped" }
 
+/** One file's outcome in a many-file read: its bytes, `None` when it does not exist, or why it could not be read. */
+export type Read = Result.Result<Option.Option<Uint8Array>, PlatformError.PlatformError>
+
 /** A worker that runs. */
 export interface Running {
   /** The whole content of `path`; `None` when it does not exist. */
   readonly read: (path: string) => Effect.Effect<Option.Option<Uint8Array>, PlatformError.PlatformError>
+  /** The contents of `paths`, in order; each file fails or succeeds on its own. */
+  readonly readMany: (paths: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Read>, PlatformError.PlatformError>
   readonly replace: (request: Replace) => Effect.Effect<Replaced, PlatformError.PlatformError>
 }
 
@@ -60,6 +80,8 @@ export interface Running {
 export interface FileWorker {
   /** The worker when it runs, else `undefined` (the caller does the I/O itself). Counts one use. */
   readonly use: Effect.Effect<Running | undefined>
+  /** The worker, started now if it was not and waited for; `undefined` when it cannot run. */
+  readonly ready: Effect.Effect<Running | undefined>
 }
 
 interface Failure {
@@ -75,6 +97,32 @@ interface Reply {
   readonly version?: string
   readonly skipped?: true
   readonly error?: Failure
+  /** readMany: per file, its length in `data`, or -1 when it failed (see `failures`). */
+  readonly lengths?: Int32Array
+  readonly failures?: ReadonlyArray<Failure & { readonly index: number }>
+}
+
+/** The outcomes of a many-file read, from the worker's reply. */
+const readsOf = (paths: ReadonlyArray<string>, reply: Reply): ReadonlyArray<Read> => {
+  const failures = new Map((reply.failures ?? []).map((f) => [f.index, f]))
+  const data = reply.data ?? new ArrayBuffer(0)
+  const out: Array<Read> = []
+  let offset = 0
+  for (let i = 0; i < paths.length; i++) {
+    const length = reply.lengths?.[i] ?? -1
+    if (length >= 0) {
+      out.push(Result.succeed(Option.some(new Uint8Array(data, offset, length))))
+      offset += length
+      continue
+    }
+    const failure = failures.get(i)
+    out.push(
+      failure?.code === "ENOENT"
+        ? Result.succeed(Option.none())
+        : Result.fail(errorOf(paths[i]!, { code: failure?.code, syscall: failure?.syscall, message: failure?.message ?? "unknown failure" }))
+    )
+  }
+  return out
 }
 
 // Plain CommonJS run by the worker (`eval`): nothing to bundle or resolve. The version string is
@@ -89,7 +137,25 @@ const writeAll = (fd, data) => {
   let done = 0
   while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done)
 }
+const transferable = (bytes) => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
 const handle = (m) => {
+  if (m.op === "readMany") {
+    const lengths = new Int32Array(m.paths.length)
+    const failures = []
+    const chunks = []
+    for (let i = 0; i < m.paths.length; i++) {
+      try {
+        const bytes = fs.readFileSync(m.paths[i])
+        chunks.push(bytes)
+        lengths[i] = bytes.length
+      } catch (e) {
+        lengths[i] = -1
+        failures.push({ index: i, code: e.code, syscall: e.syscall, message: String(e.message) })
+      }
+    }
+    const data = transferable(Buffer.concat(chunks))
+    return [{ id: m.id, lengths, failures, data }, [data]]
+  }
   if (m.op === "read") {
     let bytes
     try {
@@ -98,7 +164,7 @@ const handle = (m) => {
       if (e.code === "ENOENT") return { id: m.id, missing: true }
       throw e
     }
-    const data = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
+    const data = transferable(bytes)
     return [{ id: m.id, data }, [data]]
   }
   if (m.unlessVersion !== undefined) {
@@ -162,10 +228,13 @@ export const make = (
     const threshold = options?.startAfter ?? startAfter
     let state: State = { _tag: "Idle", uses: 0 }
     let worker: Worker | undefined
-    yield* Scope.addFinalizer(scope, Effect.sync(() => {
+    // Settled once the start is over: with the worker, or undefined when it could not start.
+    const online = Deferred.makeUnsafe<Running | undefined>()
+    yield* Scope.addFinalizer(scope, Effect.suspend(() => {
       state = { _tag: "Unavailable" }
       if (worker !== undefined) void worker.terminate()
       worker = undefined
+      return Deferred.succeed(online, undefined)
     }))
 
     const start = Effect.promise(() => import("node:worker_threads").then((m) => m.Worker, () => undefined)).pipe(
@@ -180,7 +249,7 @@ export const make = (
           } catch {
             return resume(Effect.succeed(undefined))
           }
-          spawned.unref()
+          // Kept referenced while it starts (a caller may be waiting for it), unreferenced once idle.
           worker = spawned
           let settled = false
           const settle = (running: Running | undefined) => {
@@ -195,9 +264,10 @@ export const make = (
         })
       ),
       Effect.tap((running) =>
-        Effect.sync(() => {
-          if (state._tag !== "Starting") return
+        Effect.suspend(() => {
+          if (state._tag !== "Starting") return Deferred.succeed(online, undefined)
           state = running === undefined ? { _tag: "Unavailable" } : { _tag: "Running", running }
+          return Deferred.succeed(online, running)
         })
       )
     )
@@ -221,6 +291,7 @@ export const make = (
       w.on("message", settle)
       w.on("error", (e) => died(e.message))
       w.on("exit", (code) => died(`exit code ${code}`))
+      w.unref()
 
       const call = <A>(path: string, request: Record<string, unknown>, answer: (reply: Reply) => A) =>
         Effect.callback<A, PlatformError.PlatformError>((resume) => {
@@ -229,7 +300,7 @@ export const make = (
             resume(
               reply.error === undefined
                 ? Effect.succeed(answer(reply))
-                : Effect.fail(errorOf(path, reply.error, request["op"] === "read" ? "readFile" : "writeFile"))
+                : Effect.fail(errorOf(path, reply.error, request["op"] === "replace" ? "writeFile" : "readFile"))
             ))
           if (pending.size === 1) w.ref()
           try {
@@ -247,6 +318,7 @@ export const make = (
         read: (path) =>
           call(path, { op: "read", path }, (reply) =>
             reply.missing === true || reply.data === undefined ? Option.none() : Option.some(new Uint8Array(reply.data))),
+        readMany: (paths) => call(paths[0] ?? "", { op: "readMany", paths }, (reply) => readsOf(paths, reply)),
         replace: (request) =>
           call(request.target, { op: "replace", tempInfix, ...request }, (reply): Replaced =>
             reply.skipped === true ? { _tag: "Skipped" } : { _tag: "Written", version: reply.version ?? "" })
@@ -269,5 +341,15 @@ export const make = (
       }
     })
 
-    return { use } satisfies FileWorker
+    // A worker that stopped since it came online is not answered.
+    const current = Effect.sync(() => state._tag === "Running" ? state.running : undefined)
+    const ready: Effect.Effect<Running | undefined> = Effect.suspend(() => {
+      if (state._tag === "Idle") {
+        state = { _tag: "Starting" }
+        return Effect.forkIn(start, scope).pipe(Effect.andThen(Deferred.await(online)), Effect.andThen(current))
+      }
+      return Effect.andThen(Deferred.await(online), current)
+    })
+
+    return { use, ready } satisfies FileWorker
   })

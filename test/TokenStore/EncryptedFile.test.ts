@@ -4,7 +4,6 @@ import * as Fs from "node:fs"
 import * as NodePathModule from "node:path"
 import { Context, DateTime, Effect, Exit, Layer, Option, Redacted } from "effect"
 import * as EncryptionKey from "../../src/EncryptionKey.js"
-import * as BulkRead from "../../src/internal/BulkRead.js"
 import * as Envelope from "../../src/internal/Envelope.js"
 import * as FileWorker from "../../src/internal/FileWorker.js"
 import * as MetadataIndex from "../../src/internal/MetadataIndex.js"
@@ -105,7 +104,7 @@ describe("EncryptedFile", () => {
     Effect.gen(function*() {
       const home = yield* tempDir("mts-ef-")
       const { dir, store } = yield* openStore({ home, source: "file" })
-      const count = BulkRead.minFiles + 20
+      const count = FileWorker.manyFiles + 20
       yield* Effect.forEach(Array.from({ length: count }, (_, i) => i + 1), (n) => store.put(sampleRecord(n)), { concurrency: 16 })
       // One record damaged, one unreadable (a directory in its place).
       const victim = fileOf(dir, "provider-7")

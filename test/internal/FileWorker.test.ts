@@ -3,7 +3,7 @@ import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
-import { Effect, Exit, FileSystem, Option, Schedule, Scope } from "effect"
+import { Effect, Exit, FileSystem, Option, Result, Schedule, Scope } from "effect"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as AtomicFile from "../../src/internal/AtomicFile.js"
 import * as FileWorker from "../../src/internal/FileWorker.js"
@@ -54,6 +54,28 @@ describe("FileWorker", () => {
       assert.isTrue(Option.isNone(yield* worker.read(NodePath.join(dir, "missing"))))
       Fs.mkdirSync(NodePath.join(dir, "sub"))
       assert.strictEqual(yield* reasonOf(worker.read(NodePath.join(dir, "sub"))), "BadResource")
+    }).pipe(Effect.scoped))
+
+  it.live("ready starts it at once and waits for it; many files come back in order, each on its own", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const files = yield* FileWorker.make(AtomicFile.tempInfix)
+      const worker = yield* files.ready
+      assert.isDefined(worker)
+      const paths = Array.from({ length: 300 }, (_, i) => NodePath.join(dir, `f${i}`))
+      paths.forEach((p, i) => Fs.writeFileSync(p, `content ${i}`))
+      Fs.rmSync(paths[7]!)
+      Fs.rmSync(paths[8]!)
+      Fs.mkdirSync(paths[8]!)
+      const reads = yield* worker!.readMany(paths)
+      assert.strictEqual(reads.length, paths.length)
+      reads.forEach((r, i) => {
+        if (i === 7) return assert.deepStrictEqual(r, Result.succeed(Option.none()), "missing: None")
+        if (i === 8) return assert.isTrue(Result.isFailure(r) && r.failure.reason._tag === "BadResource", "a directory: its reason")
+        assert.isTrue(Result.isSuccess(r))
+        assert.strictEqual(Buffer.from(Option.getOrThrow(Result.getOrThrow(r))).toString(), `content ${i}`)
+      })
+      assert.strictEqual(yield* files.use, worker, "the same worker serves the later uses")
     }).pipe(Effect.scoped))
 
   it.live("replaces atomically with the exact mode whatever the umask, and answers the version the FileSystem sees", () =>
