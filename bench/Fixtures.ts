@@ -75,11 +75,16 @@ export const environment = async <R = Services>(
   options?: {
     readonly extend?: (base: Layer.Layer<Services, unknown>) => Layer.Layer<R, unknown>
     readonly medium?: Medium
+    /** A second stack over the directory and key of another (as a second process would open it); not removed on close. */
+    readonly over?: Pick<Environment<unknown>, "directory" | "medium" | "key">
   }
 ): Promise<Environment<R>> => {
-  const { medium, path: directory } = tempDirectory("mts-bench-", options?.medium)
+  const over = options?.over
+  const { medium, path: directory } = over === undefined
+    ? tempDirectory("mts-bench-", options?.medium)
+    : { medium: over.medium, path: over.directory }
   const extend = options?.extend
-  const key = newKey().bytes
+  const key = over === undefined ? newKey().bytes : over.key
   // With the audit log as the default configuration has it (a file in the session directory):
   // every refresh and every recovered session writes its line, as it does for users.
   const base: Layer.Layer<Services, unknown> = AuditLog.layer.pipe(
@@ -95,7 +100,7 @@ export const environment = async <R = Services>(
     runtime,
     close: async () => {
       await runtime.dispose()
-      Fs.rmSync(directory, { recursive: true, force: true })
+      if (over === undefined) Fs.rmSync(directory, { recursive: true, force: true })
     }
   }
 }
