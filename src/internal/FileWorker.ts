@@ -35,6 +35,7 @@
 import type { Worker } from "node:worker_threads"
 import { Deferred, Effect, Option, Result, Scope } from "effect"
 import type * as PlatformError from "effect/PlatformError"
+import { type Reply, source } from "./FileWorkerProgram.js"
 import { errorOf } from "./ReadFile.js"
 
 /** Uses of a store before its worker is started. */
@@ -84,24 +85,6 @@ export interface FileWorker {
   readonly ready: Effect.Effect<Running | undefined>
 }
 
-interface Failure {
-  readonly code: string | undefined
-  readonly syscall: string | undefined
-  readonly message: string
-}
-
-interface Reply {
-  readonly id: number
-  readonly data?: ArrayBuffer
-  readonly missing?: true
-  readonly version?: string
-  readonly skipped?: true
-  readonly error?: Failure
-  /** readMany: per file, its length in `data`, or -1 when it failed (see `failures`). */
-  readonly lengths?: Int32Array
-  readonly failures?: ReadonlyArray<Failure & { readonly index: number }>
-}
-
 /** The outcomes of a many-file read, from the worker's reply. */
 const readsOf = (paths: ReadonlyArray<string>, reply: Reply): ReadonlyArray<Read> => {
   const failures = new Map((reply.failures ?? []).map((f) => [f.index, f]))
@@ -125,89 +108,6 @@ const readsOf = (paths: ReadonlyArray<string>, reply: Reply): ReadonlyArray<Read
   return out
 }
 
-// Plain CommonJS run by the worker (`eval`): nothing to bundle or resolve. The version string is
-// `AtomicFile.versionOf` of the same (bigint) stat, so either side can check what the other wrote.
-const source = `
-const { parentPort } = require("node:worker_threads")
-const fs = require("node:fs")
-const path = require("node:path")
-const crypto = require("node:crypto")
-const versionOf = (st) => [st.ino, st.birthtimeMs, st.mtimeMs, st.size].join(":")
-const writeAll = (fd, data) => {
-  let done = 0
-  while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done)
-}
-const transferable = (bytes) => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
-const handle = (m) => {
-  if (m.op === "readMany") {
-    const lengths = new Int32Array(m.paths.length)
-    const failures = []
-    const chunks = []
-    for (let i = 0; i < m.paths.length; i++) {
-      try {
-        const bytes = fs.readFileSync(m.paths[i])
-        chunks.push(bytes)
-        lengths[i] = bytes.length
-      } catch (e) {
-        lengths[i] = -1
-        failures.push({ index: i, code: e.code, syscall: e.syscall, message: String(e.message) })
-      }
-    }
-    const data = transferable(Buffer.concat(chunks))
-    return [{ id: m.id, lengths, failures, data }, [data]]
-  }
-  if (m.op === "read") {
-    let bytes
-    try {
-      bytes = fs.readFileSync(m.path)
-    } catch (e) {
-      if (e.code === "ENOENT") return { id: m.id, missing: true }
-      throw e
-    }
-    const data = transferable(bytes)
-    return [{ id: m.id, data }, [data]]
-  }
-  if (m.unlessVersion !== undefined) {
-    let st
-    try { st = fs.statSync(m.target, { bigint: true }) } catch {}
-    if (st !== undefined && versionOf(st) === m.unlessVersion) return { id: m.id, skipped: true }
-  }
-  const dir = path.dirname(m.target)
-  const tmp = path.join(dir, "." + path.basename(m.target) + m.tempInfix + crypto.randomBytes(6).toString("hex"))
-  const fd = fs.openSync(tmp, "wx", m.mode)
-  let version
-  try {
-    try {
-      writeAll(fd, m.data)
-      if (m.durable) fs.fsyncSync(fd)
-      // open's mode is filtered by the umask; set it exactly before the file becomes visible.
-      fs.fchmodSync(fd, m.mode)
-      version = versionOf(fs.fstatSync(fd, { bigint: true }))
-    } finally {
-      fs.closeSync(fd)
-    }
-    fs.renameSync(tmp, m.target)
-  } catch (e) {
-    try { fs.unlinkSync(tmp) } catch {}
-    throw e
-  }
-  if (m.durable && process.platform !== "win32") {
-    const d = fs.openSync(dir, "r")
-    try { fs.fsyncSync(d) } finally { fs.closeSync(d) }
-  }
-  return { id: m.id, version }
-}
-parentPort.on("message", (m) => {
-  let reply
-  try {
-    reply = handle(m)
-  } catch (e) {
-    reply = { id: m.id, error: { code: e.code, syscall: e.syscall, message: String(e.message) } }
-  }
-  if (Array.isArray(reply)) parentPort.postMessage(reply[0], reply[1])
-  else parentPort.postMessage(reply)
-})
-`
 
 type State =
   | { readonly _tag: "Idle"; readonly uses: number }
