@@ -57,6 +57,8 @@ const seedConcurrency = 32
 export interface Point {
   readonly sessions: number
   readonly oursMs: number
+  /** The first recovery of a store just opened. */
+  readonly openedMs: number
   readonly rawMs: number
   readonly rawAsyncMs: number
 }
@@ -186,7 +188,7 @@ const runAt = async (sessions: number, withParts: boolean): Promise<{ readonly r
     const rawMs = median(raw)
     const baselineName = "readFileSync + AES-256-GCM open + JSON.parse per file (plain JS loop)"
     const count = sessions.toLocaleString("en")
-    const point: Point = { sessions, oursMs: median(ours), rawMs, rawAsyncMs: median(rawAsync) }
+    const point: Point = { sessions, oursMs: median(ours), openedMs: median(opened), rawMs, rawAsyncMs: median(rawAsync) }
     const rows: ReadonlyArray<Row> = [
       {
         name: `Recovery.run, ${count} sessions`,
