@@ -9,8 +9,10 @@
  *   users): `put` against one atomic write done by hand with `node:fs` and
  *   `node:crypto`: AES-256-GCM seal of the record's JSON, write to a temp
  *   file, fsync, close, rename over the target, fsync of the directory.
- *   (Our `put` writes the record that way, then its index entry atomically
- *   without fsync, plus encoding with `Schema`; the note says so.) `get` against
+ *   (Our `put` writes the record that way in the store's worker thread,
+ *   `src/internal/FileWorker.ts`, which a busy store uses, then checks that
+ *   its index entry is current, plus encoding with `Schema`; the note says
+ *   so.) `get` against
  *   `readFileSync` + the same AES-256-GCM open + `JSON.parse` of the file
  *   the store wrote (`RawRecords.rawOpen`), and again against the same with
  *   the callback `fs.readFile` (the floor for a read that does not block).
@@ -207,7 +209,7 @@ const fileRows = async (): Promise<ReadonlyArray<Row>> => {
         ours: { value: put.ours, unit: "us/op" },
         baseline: { value: put.baseline, unit: "us/op" },
         baselineName: "AES-256-GCM seal + write temp + fsync + rename + dir fsync (node:fs sync, one file)",
-        note: `${filePuts} puts in a row; ours: the record that way, then its index entry (temp + rename, no fsync)`,
+        note: `${filePuts} puts in a row; ours: the record that way by the store's worker thread, then a check that its index entry is current (one stat; an unchanged entry is not rewritten)`,
         extra: { oursUs: put.oursSamples, baselineUs: put.baselineSamples }
       },
       {
@@ -215,7 +217,7 @@ const fileRows = async (): Promise<ReadonlyArray<Row>> => {
         ours: { value: get.ours, unit: "us/op" },
         baseline: { value: get.baseline, unit: "us/op" },
         baselineName: "readFileSync + AES-256-GCM open + JSON.parse (plain JS loop)",
-        note: `${fileGets} gets in a row; ours: async read (open + read) + Envelope.open + Schema decode, one span`,
+        note: `${fileGets} gets in a row; ours: a read by the store's worker thread (one message) + Envelope.open + Schema decode, one span`,
         extra: { oursUs: get.oursSamples, baselineUs: get.baselineSamples }
       },
       {
@@ -223,7 +225,7 @@ const fileRows = async (): Promise<ReadonlyArray<Row>> => {
         ours: { value: getAsync.ours, unit: "us/op" },
         baseline: { value: getAsync.baseline, unit: "us/op" },
         baselineName: "callback fs.readFile + AES-256-GCM open + JSON.parse, one at a time",
-        note: "does not block the event loop; fs.readFile makes 4 trips to the thread pool (open, fstat, read, close)",
+        note: "does not block the event loop; fs.readFile makes 4 trips to the thread pool (open, fstat, read, close), ours one message to its worker",
         extra: { oursUs: getAsync.oursSamples, baselineUs: getAsync.baselineSamples }
       }
     ]
