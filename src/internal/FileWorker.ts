@@ -182,7 +182,10 @@ export const make = (
         if (pending.size === 0) w.unref()
         resolve?.(reply)
       }
+      // Set once the worker is gone: a caller still holding this `Running` then fails at once.
+      let stopped: string | undefined
       const died = (detail: string) => {
+        stopped ??= `the file worker stopped: ${detail}`
         if (state._tag === "Running") state = { _tag: "Unavailable" }
         for (const id of Array.from(pending.keys())) {
           settle({ id, error: { code: undefined, syscall: undefined, message: `the file worker stopped: ${detail}` } })
@@ -195,6 +198,10 @@ export const make = (
 
       const call = <A>(path: string, request: Record<string, unknown>, answer: (reply: Reply) => A) =>
         Effect.callback<A, PlatformError.PlatformError>((resume) => {
+          if (stopped !== undefined) {
+            const op = request["op"] === "replace" ? "writeFile" : "readFile"
+            return resume(Effect.fail(errorOf(path, { code: undefined, syscall: undefined, message: stopped }, op)))
+          }
           const id = next++
           pending.set(id, (reply) =>
             resume(

@@ -135,12 +135,23 @@ describe("FileWorker", () => {
       reads.forEach((r, i) => assert.strictEqual(Buffer.from(Option.getOrThrow(r)).toString(), `content ${i}`))
     }).pipe(Effect.scoped))
 
-  it.live("once its scope is closed it is no longer used: the caller does the I/O again", () =>
+  it.live("once its scope is closed it is no longer used, and a caller still holding it fails rather than waits", () =>
     Effect.gen(function*() {
+      const dir = yield* tempDir
+      const file = NodePath.join(dir, "f")
+      Fs.writeFileSync(file, "x")
       const scope = yield* Scope.make()
       const files = yield* FileWorker.make(AtomicFile.tempInfix, { startAfter: 1 }).pipe(Scope.provide(scope))
-      yield* running(files)
+      const worker = yield* running(files)
       yield* Scope.close(scope, Exit.void)
       assert.isUndefined(yield* files.use)
-    }))
+      assert.isUndefined(yield* files.ready)
+      // Right after the close (the thread may still be exiting) and once it is gone: a failure each time.
+      for (let i = 0; i < 2; i++) {
+        const read = yield* Effect.exit(worker.read(file).pipe(Effect.timeout("5 seconds")))
+        assert.isTrue(Exit.isFailure(read))
+        assert.match(String(Exit.isFailure(read) ? read.cause : ""), /file worker stopped/)
+        yield* Effect.sleep("100 millis")
+      }
+    }).pipe(Effect.scoped))
 })
