@@ -1,7 +1,8 @@
 /**
  * The CLI's exit codes, a contract scripts rely on:
  * 0 ok, 2 usage or configuration error, 3 re-authentication needed or no
- * session, 4 storage unavailable, 1 anything else.
+ * session, 4 storage unavailable, 1 anything else; 130 interrupted, 141
+ * the reader of stdout went away (as a process killed by SIGPIPE).
  */
 import type * as Mcp from "../Mcp.js"
 import type * as Sessions from "../Sessions.js"
@@ -12,6 +13,8 @@ export const failure = 1
 export const usage = 2
 export const reauth = 3
 export const storageUnavailable = 4
+/** stdout's reader closed the pipe (`mtsession list | head -1`): 128 + SIGPIPE. */
+export const brokenPipe = 141
 
 const tagOf = (e: unknown): string | undefined =>
   typeof e === "object" && e !== null && "_tag" in e && typeof e._tag === "string" ? e._tag : undefined

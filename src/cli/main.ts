@@ -53,6 +53,17 @@ const emitWarning = process.emitWarning.bind(process)
 process.emitWarning = ((warning: string | Error, ...rest: Array<unknown>) =>
   RefreshLock.isSqliteExperimentalWarning(warning, rest[0]) ? undefined : emitWarning(warning, ...(rest as []))) as typeof process.emitWarning
 
+// A reader that stops early (`mtsession list | head -1`) closes the pipe. Output then has nowhere
+// to go: the command ends as Unix tools killed by SIGPIPE do (status 128 + 13), not with a stack
+// trace. Logs whose reader went away are dropped; the command goes on.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code !== "EPIPE") throw e
+  process.exit(ExitCode.brokenPipe)
+})
+process.stderr.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code !== "EPIPE") throw e
+})
+
 const argv = process.argv.slice(2)
 const jsonErrors = argv.includes("--json")
 

@@ -173,6 +173,14 @@ describe("mtsession CLI", () => {
     assert.strictEqual(r.code, 1, "problems found")
   })
 
+  it("a reader that closes the pipe early ends the command quietly with 141, as SIGPIPE would", async () => {
+    const { env } = setup()
+    const result = await runCli(["config", "show"], { env, closeStdout: true })
+    assert.strictEqual(result.code, 141)
+    assert.notInclude(result.stderr, "EPIPE")
+    assert.notInclude(result.stderr, "    at ", "no stack trace")
+  })
+
   it("prints help and exits 0; an unknown command exits 2", async () => {
     const { env } = setup()
     const help = await runCli(["--help"], { env })

@@ -18,7 +18,14 @@ export interface CliResult {
 /** Runs the CLI with exactly `env` (plus PATH), optional stdin, and a time bound. */
 export const runCli = (
   args: ReadonlyArray<string>,
-  options: { readonly env: Record<string, string>; readonly stdin?: string; readonly cwd?: string; readonly timeoutMs?: number }
+  options: {
+    readonly env: Record<string, string>
+    readonly stdin?: string
+    readonly cwd?: string
+    readonly timeoutMs?: number
+    /** Close our end of its stdout at once, as `| head -0` would: its writes then fail with EPIPE. */
+    readonly closeStdout?: boolean
+  }
 ): Promise<CliResult> =>
   new Promise((resolve, reject) => {
     if (!Fs.existsSync(cliPath)) {
@@ -34,7 +41,8 @@ export const runCli = (
     child.stdin.on("error", () => {})
     let stdout = ""
     let stderr = ""
-    child.stdout.on("data", (d) => (stdout += d))
+    if (options.closeStdout === true) child.stdout.destroy()
+    else child.stdout.on("data", (d) => (stdout += d))
     child.stderr.on("data", (d) => (stderr += d))
     const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 30_000)
     child.on("error", reject)
