@@ -16,7 +16,7 @@
  * synchronously and in order, and hands them back in one transferred buffer:
  * the event loop pays one message, not three trips per file.
  *
- * A worker costs tens of milliseconds to start and a few megabytes, so it is
+ * A worker costs tens of milliseconds to start and about 11 MiB of RSS, so it is
  * started only once a store has been used {@link startAfter} times (a CLI
  * command that reads one record never starts it), in the background, or when
  * a caller that reads many files asks for it ({@link FileWorker.ready}); it
