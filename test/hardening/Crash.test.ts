@@ -111,8 +111,12 @@ const storeView = (store: TokenStore.Shape, checkIndex?: Effect.Effect<ReadonlyA
     return generations
   })
 
-/** One lane of put kills in its own home; two lanes run at once (each kill mostly waits on a process start). */
-const putLane = (kills: number) =>
+/**
+ * One lane of put kills in its own home; two lanes run at once (each kill mostly waits on a process
+ * start). With `busy`, each writer is killed only once its store's worker thread runs, so the kills
+ * land in the worker's replaces; without, mostly before it starts (the `FileSystem` path).
+ */
+const putLane = (kills: number, busy: boolean) =>
     Effect.gen(function*() {
       const home = yield* tempDir("mts-crash-put-")
       const key = newKey()
@@ -131,6 +135,7 @@ const putLane = (kills: number) =>
         const w = Workers.start(bundle, ["put", home, String(ids.length), key.base64])
         // The next writer gets through promptly: nothing a killed one left blocks it.
         yield* Workers.waitForLine(w, (l) => l.startsWith("D "), "a first completed put", 15_000)
+        if (busy) yield* Workers.waitForLine(w, (l) => l === "busy", "the store's worker thread", 15_000)
         yield* randomDelay(25)
         yield* Workers.kill(w)
         t.read(w.lines())
@@ -148,7 +153,7 @@ const putLane = (kills: number) =>
       for (const f of leftovers) Fs.utimesSync(f.path, old, old)
       yield* verifyStore(ids, t.allowed, secretOf).pipe(Effect.provide(envStore(home, key.bytes)))
       assert.deepStrictEqual(tempFiles(storage), [])
-      return { midWrite, newVersion, swept: leftovers.length }
+      return { kills, midWrite, newVersion, swept: leftovers.length }
     }).pipe(Effect.scoped)
 
 /** One lane of key rotation kills in its own home. */
@@ -211,14 +216,18 @@ const rotateLane = (kills: number) =>
     }).pipe(Effect.scoped)
 
 describe("crash safety: writers killed with SIGKILL", () => {
-  it.live(`${putKills} kills during puts (simulated rotations: generation + 1): every record old or new, index whole and never ahead`, () =>
+  it.live(`${putKills} kills during puts (simulated rotations: generation + 1), half once the store's worker thread runs: every record old or new, index whole and never ahead`, () =>
     Effect.gen(function*() {
-      const lanes = yield* Effect.all([putLane(Math.ceil(putKills / 2)), putLane(Math.floor(putKills / 2))], { concurrency: 2 })
+      const lanes = yield* Effect.all([putLane(Math.ceil(putKills / 2), false), putLane(Math.floor(putKills / 2), true)], {
+        concurrency: 2
+      })
       const sum = (k: "midWrite" | "newVersion" | "swept") => lanes.reduce((n, l) => n + l[k], 0)
       console.info(
-        `[hardening] put: ${putKills} kills survived (${sum("midWrite")} between "about to write" and "written", ${
-          sum("newVersion")
-        } of those found the new version), ${sum("swept")} temp files swept, 0 records lost`
+        `[hardening] put: ${putKills} kills survived (${lanes[1]!.kills} once the store's worker thread ran; ${
+          sum("midWrite")
+        } between "about to write" and "written", ${sum("newVersion")} of those found the new version), ${
+          sum("swept")
+        } temp files swept, 0 records lost`
       )
     }), 240_000)
 

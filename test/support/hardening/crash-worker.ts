@@ -7,7 +7,9 @@
  *   put <home> <sessions> <envKeyBase64>
  *     rewrites sessions s0..s<n-1> in turn with generation + 1 (a simulated
  *     rotation: new access and refresh token, generation + 1).
- *     Lines: "W <id> <gen>" before the put, "D <id> <gen>" after it.
+ *     Lines: "W <id> <gen>" before the put, "D <id> <gen>" after it, and once
+ *     "busy" when the store's worker thread runs (its reads and writes then go
+ *     through it: src/internal/FileWorker.ts).
  *   rotate <home>
  *     rotates the file-source data key (KeyRotation.rotateKey) forever. Lines: "R <n>".
  *   migrate <home> <redisUrl> <envKeyBase64>
@@ -33,6 +35,12 @@ import { processConfig, stack } from "../SessionsStack.js"
 
 const say = (line: string) => Effect.sync(() => void process.stdout.write(`${line}\n`))
 
+/** How many worker threads this process runs now. */
+const workerThreads = (): number => {
+  const report = process.report.getReport() as { readonly workers?: ReadonlyArray<unknown> }
+  return report.workers?.length ?? 0
+}
+
 const emitWarning = process.emitWarning.bind(process)
 process.emitWarning = ((warning: string | Error, ...rest: Array<unknown>) =>
   RefreshLock.isSqliteExperimentalWarning(warning, rest[0])
@@ -54,6 +62,7 @@ const putLoop = (home: string, count: number, keyBase64: string) =>
   Effect.gen(function*() {
     const store = yield* TokenStore.TokenStore
     yield* say("ready")
+    let busy = false
     for (let i = 0;; i++) {
       const id = `s${i % count}`
       const current = yield* store.get(id)
@@ -61,6 +70,11 @@ const putLoop = (home: string, count: number, keyBase64: string) =>
       yield* say(`W ${id} ${next.generation}`)
       yield* store.put(next)
       yield* say(`D ${id} ${next.generation}`)
+      // The diagnostic report lists the process's worker threads (the store's is its only one).
+      if (!busy && i % 4 === 3 && workerThreads() > 0) {
+        busy = true
+        yield* say("busy")
+      }
     }
   }).pipe(
     Effect.provide(envStore(home, new Uint8Array(Buffer.from(keyBase64, "base64"))))
