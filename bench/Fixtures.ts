@@ -11,26 +11,18 @@ import * as Os from "node:os"
 import * as NodePath from "node:path"
 import { DateTime, Effect, Layer, ManagedRuntime, Option, Redacted } from "effect"
 import * as AuditLog from "../src/AuditLog.js"
-import type * as SessionConfig from "../src/SessionConfig.js"
+import * as SessionConfig from "../src/SessionConfig.js"
 import * as TokenStore from "../src/TokenStore.js"
 import { configLayer, newKey, stack } from "../test/support/SessionsStack.js"
 
 /** A provider that is never contacted: the benchmarks that use it never refresh. */
-export const offlineProvider = (name: string): SessionConfig.ProviderSettings => ({
-  name,
-  issuer: Option.some(`https://${name}.bench.example`),
-  authorizationEndpoint: Option.none(),
-  tokenEndpoint: Option.none(),
-  deviceAuthorizationEndpoint: Option.none(),
-  revocationEndpoint: Option.none(),
-  introspectionEndpoint: Option.none(),
-  userinfoEndpoint: Option.none(),
-  clientId: "bench-client",
-  clientSecret: Option.none(),
-  scopes: ["openid", "email"],
-  resource: Option.none(),
-  redirectPort: 0
-})
+export const offlineProvider = (name: string): SessionConfig.ProviderSettings =>
+  SessionConfig.providerSettings({
+    name,
+    issuer: Option.some(`https://${name}.bench.example`),
+    clientId: "bench-client",
+    scopes: ["openid", "email"]
+  })
 
 /** What the composed stack provides: Sessions and every service under it. */
 export type Services = Layer.Success<ReturnType<typeof stack<never>>>

@@ -9,7 +9,7 @@ import { spawn } from "node:child_process"
 import * as NodePath from "node:path"
 import * as Readline from "node:readline"
 import { Option } from "effect"
-import type { ProviderSettings } from "../src/SessionConfig.js"
+import { type ProviderSettings, providerSettings } from "../src/SessionConfig.js"
 import * as OidcServer from "../test/support/OidcServer.js"
 
 /** The token endpoint's counters, and the server process's CPU time (user + system) since it started. */
@@ -74,21 +74,12 @@ export const start = async (options: OidcServer.Options = {}): Promise<ServerPro
     issuer: hello.issuer,
     port: hello.port,
     clientId: hello.clientId,
-    provider: {
+    provider: providerSettings({
       name: "test",
       issuer: Option.some(hello.issuer),
-      authorizationEndpoint: Option.none(),
-      tokenEndpoint: Option.none(),
-      deviceAuthorizationEndpoint: Option.none(),
-      revocationEndpoint: Option.none(),
-      introspectionEndpoint: Option.none(),
-      userinfoEndpoint: Option.none(),
       clientId: hello.clientId,
-      clientSecret: Option.none(),
-      scopes: [...hello.scopes],
-      resource: Option.none(),
-      redirectPort: 0
-    },
+      scopes: [...hello.scopes]
+    }),
     approve: (url) => OidcServer.approve(hello.issuer, url, false),
     counters,
     close: async () => {

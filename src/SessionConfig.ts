@@ -147,6 +147,29 @@ export interface ProviderSettings {
   readonly redirectPort: number
 }
 
+/**
+ * A provider's settings from what is known of it: every endpoint, the secret
+ * and the resource not given are none (endpoints are then discovered from the
+ * issuer), no scopes, any redirect port. For providers that are not read
+ * from a configuration file (a stored session's own client, an MCP server).
+ */
+export const providerSettings = (
+  fields: Pick<ProviderSettings, "name" | "clientId"> & Partial<ProviderSettings>
+): ProviderSettings => ({
+  issuer: Option.none(),
+  authorizationEndpoint: Option.none(),
+  tokenEndpoint: Option.none(),
+  deviceAuthorizationEndpoint: Option.none(),
+  revocationEndpoint: Option.none(),
+  introspectionEndpoint: Option.none(),
+  userinfoEndpoint: Option.none(),
+  clientSecret: Option.none(),
+  scopes: [],
+  resource: Option.none(),
+  redirectPort: 0,
+  ...fields
+})
+
 /** The loaded configuration: typed values plus provenance. */
 export interface Loaded {
   readonly settings: Settings

@@ -7,7 +7,7 @@
  */
 import { Cause, Clock, DateTime, Duration, Effect, Option } from "effect"
 import type * as OAuthClient from "../OAuthClient.js"
-import type { Loaded, ProviderSettings } from "../SessionConfig.js"
+import { type Loaded, type ProviderSettings, providerSettings } from "../SessionConfig.js"
 import type * as Sessions from "../Sessions.js"
 import * as TokenStore from "../TokenStore.js"
 
@@ -91,21 +91,14 @@ export const make = (deps: {
 
   /** The provider to validate against: the configured one, else what the record remembers. */
   const providerOf = (m: TokenStore.SessionMetadata, record: TokenStore.SessionRecord): ProviderSettings =>
-    config.providers.get(m.provider) ?? {
+    config.providers.get(m.provider) ?? providerSettings({
       name: m.provider,
       issuer: Option.fromUndefinedOr(record.issuer),
-      authorizationEndpoint: Option.none(),
       tokenEndpoint: Option.fromUndefinedOr(record.tokenEndpoint),
-      deviceAuthorizationEndpoint: Option.none(),
-      revocationEndpoint: Option.none(),
-      introspectionEndpoint: Option.none(),
-      userinfoEndpoint: Option.none(),
       clientId: record.clientId,
-      clientSecret: Option.none(),
       scopes: record.scopes,
-      resource: Option.fromUndefinedOr(record.resource),
-      redirectPort: 0
-    }
+      resource: Option.fromUndefinedOr(record.resource)
+    })
 
   /**
    * Asks the server whether the access token is active: introspection (RFC

@@ -20,7 +20,7 @@ import * as Arr from "effect/Array"
 import type { HttpClient } from "effect/http"
 import type { Binding, ClientSource, LoginOptions, LoginResult, McpError, Reason } from "../Mcp.js"
 import type * as RefreshLock from "../RefreshLock.js"
-import type * as SessionConfig from "../SessionConfig.js"
+import * as SessionConfig from "../SessionConfig.js"
 import * as Sessions from "../Sessions.js"
 import type * as TokenStore from "../TokenStore.js"
 import * as Discovery from "./Discovery.js"
@@ -64,21 +64,8 @@ const settingsOf = (fields: {
 })
 
 /** Settings enough to select and refresh a stored session (refresh uses what the record remembers). */
-export const lookupSettings = (binding: Binding): SessionConfig.ProviderSettings => ({
-  name: binding.provider,
-  issuer: Option.none(),
-  authorizationEndpoint: Option.none(),
-  tokenEndpoint: Option.none(),
-  deviceAuthorizationEndpoint: Option.none(),
-  revocationEndpoint: Option.none(),
-  introspectionEndpoint: Option.none(),
-  userinfoEndpoint: Option.none(),
-  clientId: "",
-  clientSecret: Option.none(),
-  scopes: [],
-  resource: Option.some(binding.resource),
-  redirectPort: 0
-})
+export const lookupSettings = (binding: Binding): SessionConfig.ProviderSettings =>
+  SessionConfig.providerSettings({ name: binding.provider, clientId: "", resource: Option.some(binding.resource) })
 
 /** What logins are built from: the services `Mcp` holds and the operations of its own they share. */
 export interface Parts {

@@ -6,7 +6,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, layer } from "@effect/vitest"
 import { Context, DateTime, Duration, Effect, Exit, Layer, Option, Redacted, Ref, Tracer } from "effect"
 import * as OAuthClient from "../../src/OAuthClient.js"
-import type { ProviderSettings } from "../../src/SessionConfig.js"
+import { type ProviderSettings, providerSettings } from "../../src/SessionConfig.js"
 import * as TokenResponse from "../../src/TokenResponse.js"
 import * as FaultProxy from "../support/FaultProxy.js"
 import * as OidcServer from "../support/OidcServer.js"
@@ -25,19 +25,6 @@ const failureOf = <A>(exit: Exit.Exit<A, OAuthClient.OAuthError>): OAuthClient.O
   return error
 }
 
-const noProvider: Omit<ProviderSettings, "name" | "clientId"> = {
-  issuer: Option.none(),
-  authorizationEndpoint: Option.none(),
-  tokenEndpoint: Option.none(),
-  deviceAuthorizationEndpoint: Option.none(),
-  revocationEndpoint: Option.none(),
-  introspectionEndpoint: Option.none(),
-  userinfoEndpoint: Option.none(),
-  clientSecret: Option.none(),
-  scopes: [],
-  resource: Option.none(),
-  redirectPort: 0
-}
 
 /** Signs in through the loopback redirect, the server's auto-approving interaction playing the browser. */
 const login = (
@@ -100,12 +87,11 @@ layer(TestLayer, { excludeTestServices: true })("OAuthClient against oidc-provid
       assert.isTrue(metadata.issParameterSupported)
 
       // Explicit endpoints and no issuer: nothing to discover, the configuration is the metadata.
-      const explicit = yield* client.discover({
-        ...noProvider,
+      const explicit = yield* client.discover(providerSettings({
         name: "explicit",
         clientId: server.clientId,
         tokenEndpoint: Option.some(`${server.issuer}/token`)
-      })
+      }))
       assert.isFalse(explicit.discovered)
       assert.isTrue(Option.isNone(explicit.revocationEndpoint))
     }))
@@ -282,7 +268,7 @@ layer(TestLayer, { excludeTestServices: true })("OAuthClient against oidc-provid
       assert.isFalse((yield* client.introspect(server.provider, response.access_token)).active)
 
       // A provider without a revocation endpoint: nothing to send, and said so.
-      const bare = { ...noProvider, name: "bare", clientId: server.clientId, tokenEndpoint: Option.some(`${server.issuer}/token`) }
+      const bare = providerSettings({ name: "bare", clientId: server.clientId, tokenEndpoint: Option.some(`${server.issuer}/token`) })
       assert.strictEqual(yield* client.revoke(bare, response.access_token, "access_token"), "unsupported")
     }))
 

@@ -24,7 +24,7 @@ import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { Effect, Option } from "effect"
 import Provider, { errors, type InteractionDetails, type ProviderError } from "oidc-provider"
-import type { ProviderSettings } from "../../src/SessionConfig.js"
+import { type ProviderSettings, providerSettings } from "../../src/SessionConfig.js"
 
 /** What a test may tune. Times are seconds. */
 export interface Options {
@@ -250,21 +250,12 @@ export const start = async (options: Options = {}): Promise<OidcServer> => {
     resource,
     resourceScopes,
     accountId,
-    provider: {
+    provider: providerSettings({
       name: "test",
       issuer: Option.some(issuer),
-      authorizationEndpoint: Option.none(),
-      tokenEndpoint: Option.none(),
-      deviceAuthorizationEndpoint: Option.none(),
-      revocationEndpoint: Option.none(),
-      introspectionEndpoint: Option.none(),
-      userinfoEndpoint: Option.none(),
       clientId: publicClientId,
-      clientSecret: Option.none(),
-      scopes: ["openid", "email"],
-      resource: Option.none(),
-      redirectPort: 0
-    },
+      scopes: ["openid", "email"]
+    }),
     approve: (url, approveOptions) => approve(issuer, url, approveOptions?.deny === true),
     approveDevice: (userCode, approveOptions) => approveDevice(issuer, userCode, approveOptions?.deny === true),
     counters: () => ({ ...counts }),

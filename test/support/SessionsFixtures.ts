@@ -19,21 +19,12 @@ export const resource = "https://api.example/"
 const providerScopes = ["openid", "email"]
 
 /** The configured provider of the unit tests. */
-export const providerSettings: SessionConfig.ProviderSettings = {
+export const providerSettings: SessionConfig.ProviderSettings = SessionConfig.providerSettings({
   name: provider,
   issuer: Option.some("https://auth.example"),
-  authorizationEndpoint: Option.none(),
-  tokenEndpoint: Option.none(),
-  deviceAuthorizationEndpoint: Option.none(),
-  revocationEndpoint: Option.none(),
-  introspectionEndpoint: Option.none(),
-  userinfoEndpoint: Option.none(),
   clientId: "client-1",
-  clientSecret: Option.none(),
-  scopes: providerScopes,
-  resource: Option.none(),
-  redirectPort: 0
-}
+  scopes: providerScopes
+})
 
 /** A refresh failure as the real client reports it. */
 export const oauthError = (reason: OAuthClient.Reason) =>
