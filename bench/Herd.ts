@@ -29,6 +29,7 @@ import * as TokenStore from "../src/TokenStore.js"
 import * as OidcServer from "../test/support/OidcServer.js"
 import * as Fixtures from "./Fixtures.js"
 import { median, now, progress, type Row } from "./Measure.js"
+import { loginApproved } from "../test/support/Login.js"
 
 /** Concurrent callers of a herd. */
 const callers = 1000
@@ -62,16 +63,7 @@ export const run = async (): Promise<ReadonlyArray<Row>> => {
     const { runtime } = env
 
     const login = (name: string) =>
-      Effect.gen(function*() {
-        const sessions = yield* Sessions.Sessions
-        let browser: Promise<number> | undefined
-        yield* sessions.login(name, {
-          onEvent: () => Effect.void,
-          openBrowser: (url) => Effect.sync(() => void (browser = server.approve(url))),
-          timeout: "20 seconds"
-        })
-        if (browser !== undefined) yield* Effect.promise(() => browser!)
-      })
+      Effect.flatMap(Sessions.Sessions, (sessions) => loginApproved(sessions, name, server.approve))
 
     /** Makes the stored access token of `test` look expired, as after a restart some time later. */
     const expire = Effect.gen(function*() {

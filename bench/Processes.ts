@@ -38,6 +38,7 @@ import { fileConfig, newKey, stack } from "../test/support/SessionsStack.js"
 import * as Fixtures from "./Fixtures.js"
 import { median, now, progress, type Row } from "./Measure.js"
 import * as ServerProcess from "./ServerProcess.js"
+import { loginApproved } from "../test/support/Login.js"
 
 const processes = 8
 /** Rounds of each 8-process side; the first is a warm-up (server JIT, page cache). */
@@ -150,16 +151,10 @@ export const run = async (): Promise<ReadonlyArray<Row>> => {
     progress(`processes: logging in ${1 + owns.length + raws.length} sessions`)
     await runtime.runPromise(Effect.gen(function*() {
       const sessions = yield* Sessions.Sessions
-      yield* Effect.forEach([shared, ...owns, ...raws], (provider) =>
-        Effect.gen(function*() {
-          let browser: Promise<number> | undefined
-          yield* sessions.login(provider, {
-            onEvent: () => Effect.void,
-            openBrowser: (url) => Effect.sync(() => void (browser = server.approve(url))),
-            timeout: "20 seconds"
-          })
-          if (browser !== undefined) yield* Effect.promise(() => browser!)
-        }), { concurrency: 4, discard: true })
+      yield* Effect.forEach([shared, ...owns, ...raws], (provider) => loginApproved(sessions, provider, server.approve), {
+        concurrency: 4,
+        discard: true
+      })
     }))
     const storedRefreshToken = (provider: string) =>
       runtime.runPromise(Effect.gen(function*() {

@@ -55,6 +55,7 @@ import * as TokenStore from "../src/TokenStore.js"
 import * as Fixtures from "./Fixtures.js"
 import { collect, load, median, now, progress, type Row } from "./Measure.js"
 import * as ServerProcess from "./ServerProcess.js"
+import { loginApproved } from "../test/support/Login.js"
 
 /** Concurrency levels (the refresh queue's limit and the raw pool's size). */
 export const concurrencies = [1, 4, 16, 64] as const
@@ -192,16 +193,10 @@ export const run = async (): Promise<ReadonlyArray<Row>> => {
     await disk.runtime.runPromise(
       Effect.gen(function*() {
         const sessions = yield* Sessions.Sessions
-        yield* Effect.forEach(providers, (p) =>
-          Effect.gen(function*() {
-            let browser: Promise<number> | undefined
-            yield* sessions.login(p.name, {
-              onEvent: () => Effect.void,
-              openBrowser: (url) => Effect.sync(() => void (browser = server.approve(url))),
-              timeout: "30 seconds"
-            })
-            if (browser !== undefined) yield* Effect.promise(() => browser!)
-          }), { concurrency: loginConcurrency, discard: true })
+        yield* Effect.forEach(providers, (p) => loginApproved(sessions, p.name, server.approve, { timeout: "30 seconds" }), {
+          concurrency: loginConcurrency,
+          discard: true
+        })
       })
     )
     progress(`throughput: ${total} logins in ${((now() - loginStart) / 1000).toFixed(1)} s`)

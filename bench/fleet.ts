@@ -30,6 +30,7 @@ import * as UserContext from "../src/UserContext.js"
 import * as OidcServer from "../test/support/OidcServer.js"
 import * as RedisServer from "../test/support/RedisServer.js"
 import { median, now } from "./Measure.js"
+import { loginApproved } from "../test/support/Login.js"
 
 const argOf = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`)
@@ -77,13 +78,7 @@ const program = Effect.gen(function*() {
       const instances = yield* Effect.forEach(Array.from({ length: count }), () =>
         Effect.map(Layer.build(instanceLayer(backend, options)), (ctx) => Context.get(ctx, Sessions.Sessions)))
       const first = instances[0]!
-      let browser: Promise<number> | undefined
-      yield* first.login("bench", {
-        onEvent: () => Effect.void,
-        openBrowser: (url) => Effect.sync(() => void (browser = server.approve(url))),
-        timeout: "20 seconds"
-      })
-      if (browser !== undefined) yield* Effect.promise(() => browser!)
+      yield* loginApproved(first, "bench", server.approve)
 
       const before = server.counters().refreshSucceeded
       const start = now()

@@ -28,6 +28,7 @@ import { indexListing } from "../support/hardening/Stores.js"
 import * as Workers from "../support/hardening/Workers.js"
 import * as OidcServer from "../support/OidcServer.js"
 import { newKey, stack } from "../support/SessionsStack.js"
+import { loginApproved } from "../support/Login.js"
 
 const seconds = Number(process.env["HARDENING_CONTENTION_SECONDS"] ?? "60")
 const workerCount = 8
@@ -74,16 +75,7 @@ const setup = (server: OidcServer.OidcServer, dir: string, issuerOf: (name: stri
 }
 
 const login = (server: OidcServer.OidcServer, provider: string) =>
-  Effect.gen(function*() {
-    const sessions = yield* Sessions.Sessions
-    let browser: Promise<number> | undefined
-    yield* sessions.login(provider, {
-      onEvent: () => Effect.void,
-      openBrowser: (url) => Effect.sync(() => void (browser = server.approve(url))),
-      timeout: "20 seconds"
-    })
-    if (browser !== undefined) yield* Effect.promise(() => browser!)
-  })
+  Effect.flatMap(Sessions.Sessions, (sessions) => loginApproved(sessions, provider, server.approve))
 
 const Report = Schema.fromJsonString(Schema.Struct({
   index: Schema.Number,

@@ -31,6 +31,7 @@ import * as OidcServer from "../support/OidcServer.js"
 import * as RedisServer from "../support/RedisServer.js"
 import { fileConfig, newKey, stack, writeConfigFile } from "../support/SessionsStack.js"
 import { sampleRecord } from "../support/TokenStoreConformance.js"
+import { loginApproved } from "../support/Login.js"
 
 const scale = Number(process.env["HARDENING_KILL_SCALE"] ?? "1")
 const putKills = Math.round(100 * scale)
@@ -260,13 +261,7 @@ describe("crash safety: writers killed with SIGKILL", () => {
         const sessions = yield* Sessions.Sessions
         const store = yield* TokenStore.TokenStore
         const login = Effect.gen(function*() {
-          let browser: Promise<number> | undefined
-          yield* sessions.login("test", {
-            onEvent: () => Effect.void,
-            openBrowser: (url) => Effect.sync(() => void (browser = server.approve(url))),
-            timeout: "20 seconds"
-          })
-          if (browser !== undefined) yield* Effect.promise(() => browser!)
+          yield* loginApproved(sessions, "test", server.approve)
           return (yield* store.get("test")).generation
         })
         let generation = yield* login

@@ -14,6 +14,7 @@ import * as OidcServer from "../support/OidcServer.js"
 import { configLayer, newKey, stack } from "../support/SessionsStack.js"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
+import { loginApproved } from "../support/Login.js"
 
 let server: OidcServer.OidcServer
 let dir: string
@@ -38,13 +39,7 @@ beforeAll(async () => {
   await Effect.runPromise(
     Effect.gen(function*() {
       const sessions = yield* Sessions.Sessions
-      let browser: Promise<number> | undefined
-      yield* sessions.login(server.provider.name, {
-        onEvent: () => Effect.void,
-        openBrowser: (url) => Effect.sync(() => void (browser = server.approve(url))),
-        timeout: "20 seconds"
-      })
-      yield* Effect.promise(() => browser!)
+      yield* loginApproved(sessions, server.provider.name, server.approve)
     }).pipe(Effect.provide(stackHere()))
   )
 })

@@ -22,6 +22,7 @@ import { fileConfig, stack, writeConfigFile } from "../support/FleetStack.js"
 import * as OidcServer from "../support/OidcServer.js"
 import * as RedisServer from "../support/RedisServer.js"
 import { newKey } from "../support/SessionsStack.js"
+import { loginApproved } from "../support/Login.js"
 
 const workerBundle = useWorkerBundle("test/support/fleet-worker.ts")
 
@@ -108,13 +109,7 @@ const fleet = (options: { readonly lockLeaseSeconds?: number } = {}) =>
     const layer = stack(fileConfig(configPath, key.base64))
     const login = Effect.gen(function*() {
       const sessions = yield* Sessions.Sessions
-      let browser: Promise<number> | undefined
-      yield* sessions.login("test", {
-        onEvent: () => Effect.void,
-        openBrowser: (url) => Effect.sync(() => void (browser = server.approve(url))),
-        timeout: "20 seconds"
-      })
-      if (browser !== undefined) yield* Effect.promise(() => browser!)
+      yield* loginApproved(sessions, "test", server.approve)
       return Redacted.value(yield* sessions.getAccessToken("test"))
     })
     /** Makes the stored access token expired, as time passing would. */

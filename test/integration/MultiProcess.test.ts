@@ -17,6 +17,7 @@ import * as TokenStore from "../../src/TokenStore.js"
 import { tempDir } from "../support/FileStoreFixtures.js"
 import * as OidcServer from "../support/OidcServer.js"
 import { fileConfig, newKey, stack, writeConfigFile } from "../support/SessionsStack.js"
+import { loginApproved } from "../support/Login.js"
 
 const workerBundle = useWorkerBundle("test/support/sessions-worker.ts")
 
@@ -97,13 +98,7 @@ const shared = Effect.gen(function*() {
   const layer = stack(fileConfig(configPath, key.base64))
   const login = Effect.gen(function*() {
     const sessions = yield* Sessions.Sessions
-    let browser: Promise<number> | undefined
-    yield* sessions.login("test", {
-      onEvent: () => Effect.void,
-      openBrowser: (url) => Effect.sync(() => void (browser = server.approve(url))),
-      timeout: "20 seconds"
-    })
-    if (browser !== undefined) yield* Effect.promise(() => browser!)
+    yield* loginApproved(sessions, "test", server.approve)
     return yield* sessions.getAccessToken("test")
   })
   return { server, env, layer, login }

@@ -18,6 +18,7 @@ import { tempDir } from "../support/FileStoreFixtures.js"
 import * as OidcServer from "../support/OidcServer.js"
 import * as OtlpReceiver from "../support/OtlpReceiver.js"
 import { configLayer, newKey, stack } from "../support/SessionsStack.js"
+import { loginApproved } from "../support/Login.js"
 
 class Server extends Context.Service<Server, OidcServer.OidcServer>()("test/Observability/OidcServer") {}
 const ServerLayer = Layer.effect(Server, OidcServer.acquire({ accessTokenTtl: 300 }))
@@ -26,15 +27,7 @@ const login = (provider: string, options: { readonly scopes?: ReadonlyArray<stri
   Effect.gen(function*() {
     const server = yield* Server
     const sessions = yield* Sessions.Sessions
-    let browser: Promise<number> | undefined
-    const metadata = yield* sessions.login(provider, {
-      ...options,
-      onEvent: () => Effect.void,
-      openBrowser: (url) => Effect.sync(() => void (browser = server.approve(url))),
-      timeout: "20 seconds"
-    })
-    if (browser !== undefined) yield* Effect.promise(() => browser!)
-    return metadata
+    return (yield* loginApproved(sessions, provider, server.approve, options)).metadata
   })
 
 const expire = (id: string) =>

@@ -16,6 +16,7 @@ import * as FaultProxy from "../support/FaultProxy.js"
 import { tempDir } from "../support/FileStoreFixtures.js"
 import * as OidcServer from "../support/OidcServer.js"
 import { configLayer, newKey, stack } from "../support/SessionsStack.js"
+import { loginApproved } from "../support/Login.js"
 
 class Server extends Context.Service<Server, OidcServer.OidcServer>()("test/Sessions/OidcServer") {}
 
@@ -47,14 +48,10 @@ const loginByBrowser = (provider: string, options: { readonly scopes?: ReadonlyA
     const server = yield* Server
     const sessions = yield* Sessions.Sessions
     const events: Array<Sessions.LoginEvent> = []
-    let browser: Promise<number> | undefined
-    const metadata = yield* sessions.login(provider, {
+    const { metadata, status } = yield* loginApproved(sessions, provider, server.approve, {
       ...options,
-      onEvent: (event) => Effect.sync(() => void events.push(event)),
-      openBrowser: (url) => Effect.sync(() => void (browser = server.approve(url))),
-      timeout: "20 seconds"
+      onEvent: (event) => Effect.sync(() => void events.push(event))
     })
-    const status = browser === undefined ? undefined : yield* Effect.promise(() => browser!)
     return { metadata, events, status }
   })
 

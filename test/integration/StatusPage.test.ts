@@ -19,6 +19,7 @@ import * as TokenStore from "../../src/TokenStore.js"
 import { tempDir } from "../support/FileStoreFixtures.js"
 import * as OidcServer from "../support/OidcServer.js"
 import { configLayer, newKey, stack } from "../support/SessionsStack.js"
+import { loginApproved } from "../support/Login.js"
 
 class Server extends Context.Service<Server, OidcServer.OidcServer>()("test/StatusPage/OidcServer") {}
 const ServerLayer = Layer.effect(Server, OidcServer.acquire({ accessTokenTtl: 300 }))
@@ -28,15 +29,7 @@ const artifacts = NodePathModule.resolve(import.meta.dirname, "../../test-artifa
 const login = (provider: string, options: { readonly scopes?: ReadonlyArray<string>; readonly resource?: string } = {}) =>
   Effect.gen(function*() {
     const server = yield* Server
-    let browser: Promise<number> | undefined
-    const m = yield* (yield* Sessions.Sessions).login(provider, {
-      ...options,
-      onEvent: () => Effect.void,
-      openBrowser: (url) => Effect.sync(() => void (browser = server.approve(url))),
-      timeout: "20 seconds"
-    })
-    if (browser !== undefined) yield* Effect.promise(() => browser!)
-    return m
+    return (yield* loginApproved(yield* Sessions.Sessions, provider, server.approve, options)).metadata
   })
 
 /** The `status --json` document from the store (what `mtsession run` serves). */
