@@ -5,7 +5,7 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { defaultConfig, makeHome, runCli, tokenResponse } from "../support/Cli.js"
+import { cliEnv, defaultConfig, makeHome, runCli, tokenResponse } from "../support/Cli.js"
 
 const homes: Array<string> = []
 afterEach(() => {
@@ -15,14 +15,7 @@ afterEach(() => {
 const setup = (yaml?: string) => {
   const { home, config } = makeHome(yaml)
   homes.push(home)
-  const env: Record<string, string> = {
-    HOME: home,
-    XDG_CONFIG_HOME: Path.join(home, ".config"),
-    MAGICTUNNEL_CONFIG_PATH: config,
-    // The file store's key from the environment keeps these tests off any keyring.
-    MAGICTUNNEL_TOKEN_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString("base64")
-  }
-  return { home, config, env }
+  return { home, config, env: cliEnv(home, config) }
 }
 
 const storageDir = (home: string) => {

@@ -8,7 +8,7 @@ import { afterEach, assert, describe, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { cliPath, makeHome, runCli, tokenResponse } from "../support/Cli.js"
+import { cliEnv, cliPath, makeHome, runCli, tokenResponse } from "../support/Cli.js"
 
 const hook = Path.resolve(import.meta.dirname, "trace-modules.mjs")
 const homes: Array<string> = []
@@ -19,13 +19,7 @@ afterEach(() => {
 const setup = () => {
   const { home, config } = makeHome()
   homes.push(home)
-  const env: Record<string, string> = {
-    HOME: home,
-    XDG_CONFIG_HOME: Path.join(home, ".config"),
-    MAGICTUNNEL_CONFIG_PATH: config,
-    MAGICTUNNEL_TOKEN_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString("base64")
-  }
-  return env
+  return cliEnv(home, config)
 }
 
 /** The modules a CLI call loaded (chunk file names without their hash, and `node:` built-ins). */

@@ -54,6 +54,18 @@ export const runCli = (
     else child.stdin.end()
   })
 
+/**
+ * The environment of a CLI under test in `home`: its own HOME and XDG config
+ * directory, the configuration file, and the file store's key from the
+ * environment (which keeps it off any keyring).
+ */
+export const cliEnv = (home: string, config: string): Record<string, string> => ({
+  HOME: home,
+  XDG_CONFIG_HOME: Path.join(home, ".config"),
+  MAGICTUNNEL_CONFIG_PATH: config,
+  MAGICTUNNEL_TOKEN_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString("base64")
+})
+
 /** A private HOME with a config file naming one provider, removed by the caller. */
 export const makeHome = (configYaml?: string): { home: string; config: string } => {
   const home = Fs.mkdtempSync(Path.join(Os.tmpdir(), "mtsession-home-"))
