@@ -37,7 +37,6 @@ import * as EncryptionKey from "../EncryptionKey.js"
 import * as AtomicFile from "../internal/AtomicFile.js"
 import * as FileWorker from "../internal/FileWorker.js"
 import * as MetadataIndex from "../internal/MetadataIndex.js"
-import * as ReadFile from "../internal/ReadFile.js"
 import * as RecordCodec from "../internal/RecordCodec.js"
 import { SessionConfig } from "../SessionConfig.js"
 import * as TokenStore from "../TokenStore.js"
@@ -86,14 +85,9 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
   }
 
   // Reads and replaces go through a worker thread once the store is busy (see FileWorker.ts).
-  const files = yield* FileWorker.make(AtomicFile.tempInfix)
+  const files = yield* FileWorker.make().pipe(Effect.provideService(FileSystem.FileSystem, fs), Effect.provideService(Path.Path, path))
   const fileOf = (fileKey: string) => path.join(dir, fileKey + recordSuffix)
-  const readBytes = (file: string) =>
-    Effect.flatMap(files.use, (worker) =>
-      worker !== undefined ? worker.read(file) : ReadFile.readFile(file).pipe(
-        Effect.map(Option.some),
-        Effect.catchTag("PlatformError", (e) => AtomicFile.isNotFound(e) ? Effect.succeedNone : Effect.fail(e))
-      ))
+  const readBytes = files.read
   // The records last read or written, by file key, with the exact bytes they came from: a get that
   // reads the same bytes again (the read under the refresh lock after the read before it, or the read
   // after this process's own put) is answered without opening and decoding them again. Identical
@@ -170,13 +164,9 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
     // The entry is written only once the record is durable, so it is never ahead of its record, even
     // after a power loss.
     opened.delete(fileKey)
-    const worker = yield* files.use
-    const target = fileOf(fileKey)
-    yield* (worker === undefined
-      ? services(AtomicFile.write(target, data, mode))
-      : worker.replace({ target, data, mode, durable: true })).pipe(Effect.mapError(fail("put", record.id)))
+    yield* files.replace({ target: fileOf(fileKey), data, mode, durable: true }).pipe(Effect.mapError(fail("put", record.id)))
     remember(fileKey, data, record)
-    yield* index.putUnlessCurrent(MetadataIndex.entryOf(TokenStore.metadataOf(record, backend)), worker).pipe(
+    yield* index.putUnlessCurrent(MetadataIndex.entryOf(TokenStore.metadataOf(record, backend)), files).pipe(
       Effect.mapError(fail("put", record.id))
     )
   })
@@ -223,10 +213,9 @@ const makeWith = Effect.fnUntraced(function*(codec: RecordCodec.Codec) {
     // The records are read by the worker thread in one message (FileWorker.ts): started for many, used
     // for a few when it already runs; otherwise, or when it fails, one by one.
     const ordered = Array.from(fileKeys)
-    const worker = ordered.length >= FileWorker.manyFiles ? yield* files.ready : ordered.length > 1 ? yield* files.use : undefined
-    const bulk = worker === undefined
-      ? Option.none<ReadonlyArray<FileWorker.Read>>()
-      : yield* Effect.option(worker.readMany(ordered.map(fileOf)))
+    const bulk = ordered.length > 1
+      ? yield* files.readMany(ordered.map(fileOf), { start: ordered.length >= FileWorker.manyFiles })
+      : Option.none<ReadonlyArray<FileWorker.Read>>()
     const preRead = Option.map(bulk, (reads) => new Map(ordered.map((fileKey, i) => [fileKey, reads[i]!])))
     const read = (fileKey: string): Effect.Effect<Result.Result<Option.Option<Uint8Array>, PlatformError>> => {
       const known = Option.isSome(preRead) ? preRead.value.get(fileKey) : undefined

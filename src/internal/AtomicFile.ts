@@ -43,15 +43,45 @@ export const versionOf = (info: FileSystem.File.Info): string =>
     info.size
   ].join(":")
 
+/** One atomic replace of `target` with `data` and exactly `mode`, durable or not (see {@link write}). */
+export interface Replace {
+  readonly target: string
+  readonly data: Uint8Array
+  readonly mode: number
+  readonly durable: boolean
+  /** Skip the write when the target's {@link versionOf} is this one. */
+  readonly unlessVersion?: string | undefined
+}
+
+/** What a replace did: wrote a file of this version, or skipped (`unlessVersion` matched). */
+export type Replaced =
+  | { readonly _tag: "Written"; readonly version: string }
+  | { readonly _tag: "Skipped" }
+
+const skipped: Replaced = { _tag: "Skipped" }
+
 /** Writes `data` to `target` atomically and (unless told otherwise) durably with exactly `mode` (umask ignored). */
 export const write = (target: string, data: Uint8Array, mode: number, options?: WriteOptions) =>
-  Effect.asVoid(replace(target, data, mode, options, false))
+  Effect.asVoid(writeFile(target, data, mode, options, false))
 
-/** {@link write}, answering the {@link versionOf} of the file written (taken from its descriptor, before the rename). */
-export const writeVersioned = (target: string, data: Uint8Array, mode: number, options?: WriteOptions) =>
-  Effect.map(replace(target, data, mode, options, true), (version) => version ?? "")
+/**
+ * {@link write} as a {@link Replace}: skipped when the target is still the
+ * version named, else written and answered with the version of the new file
+ * (taken from its descriptor, before the rename). `FileWorker` runs the same
+ * operation in its thread.
+ */
+export const replace = (request: Replace): Effect.Effect<Replaced, PlatformError, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function*() {
+    if (request.unlessVersion !== undefined) {
+      const fs = yield* FileSystem.FileSystem
+      const info = yield* Effect.option(fs.stat(request.target))
+      if (Option.isSome(info) && versionOf(info.value) === request.unlessVersion) return skipped
+    }
+    const version = yield* writeFile(request.target, request.data, request.mode, { durable: request.durable }, true)
+    return { _tag: "Written", version: version ?? "" } satisfies Replaced
+  })
 
-const replace = Effect.fnUntraced(function*(
+const writeFile = Effect.fnUntraced(function*(
   target: string,
   data: Uint8Array,
   mode: number,

@@ -22,10 +22,11 @@
  * a caller that reads many files asks for it ({@link FileWorker.ready}); it
  * then serves the store until the scope closes. Until it is online, and if it
  * cannot start (a runtime without worker threads, a resource limit) or stops,
- * {@link FileWorker.use} answers `undefined` and the caller does the I/O
- * itself with the `FileSystem` service. Replaces keep the guarantees of `AtomicFile`: temp file created
- * exclusively with the mode, fsynced when durable, renamed over the target,
- * directory fsynced; a failed replace removes its temp file. A request whose
+ * the same operations run on the event loop with the `FileSystem` service
+ * (`ReadFile`, `AtomicFile.replace`): callers never choose. Replaces keep the
+ * guarantees of `AtomicFile`: temp file created exclusively with the mode,
+ * fsynced when durable, renamed over the target, directory fsynced; a failed
+ * replace removes its temp file. A request whose
  * caller was interrupted still completes in the worker (as an I/O in libuv's
  * pool would); its answer is dropped.
  *
@@ -33,10 +34,11 @@
  * while a request is in flight, and it is terminated with the scope.
  */
 import type { Worker } from "node:worker_threads"
-import { Deferred, Effect, Option, Result, Scope } from "effect"
+import { Deferred, Effect, FileSystem, Option, Path, Result, Scope } from "effect"
 import type * as PlatformError from "effect/PlatformError"
+import * as AtomicFile from "./AtomicFile.js"
 import { type Reply, source } from "./FileWorkerProgram.js"
-import { errorOf } from "./ReadFile.js"
+import * as ReadFile from "./ReadFile.js"
 
 /** Uses of a store before its worker is started. */
 export const startAfter = 16
@@ -50,21 +52,6 @@ export const startAfter = 16
  */
 export const manyFiles = 256
 
-/** One atomic replace of `target` (see `AtomicFile.write`). */
-export interface Replace {
-  readonly target: string
-  readonly data: Uint8Array
-  readonly mode: number
-  readonly durable: boolean
-  /** Skip the write when the target's `AtomicFile.versionOf` is this one. */
-  readonly unlessVersion?: string | undefined
-}
-
-/** What a replace did: wrote a file of this version, or skipped (`unlessVersion` matched). */
-export type Replaced =
-  | { readonly _tag: "Written"; readonly version: string }
-  | { readonly _tag: "Skipped" }
-
 /** One file's outcome in a many-file read: its bytes, `None` when it does not exist, or why it could not be read. */
 export type Read = Result.Result<Option.Option<Uint8Array>, PlatformError.PlatformError>
 
@@ -74,14 +61,27 @@ export interface Running {
   readonly read: (path: string) => Effect.Effect<Option.Option<Uint8Array>, PlatformError.PlatformError>
   /** The contents of `paths`, in order; each file fails or succeeds on its own. */
   readonly readMany: (paths: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Read>, PlatformError.PlatformError>
-  readonly replace: (request: Replace) => Effect.Effect<Replaced, PlatformError.PlatformError>
+  readonly replace: (request: AtomicFile.Replace) => Effect.Effect<AtomicFile.Replaced, PlatformError.PlatformError>
 }
 
-/** The worker of one store. */
+/** The file I/O of one store: in its worker thread once it runs, else with the `FileSystem` service. */
 export interface FileWorker {
-  /** The worker when it runs, else `undefined` (the caller does the I/O itself). Counts one use. */
-  readonly use: Effect.Effect<Running | undefined>
-  /** The worker, started now if it was not and waited for; `undefined` when it cannot run. */
+  /** The whole content of `path`; `None` when it does not exist. Counts one use. */
+  readonly read: (path: string) => Effect.Effect<Option.Option<Uint8Array>, PlatformError.PlatformError>
+  /** `AtomicFile.replace`. Counts one use. */
+  readonly replace: (request: AtomicFile.Replace) => Effect.Effect<AtomicFile.Replaced, PlatformError.PlatformError>
+  /**
+   * The contents of `paths` in one message to the worker; `None` when it does
+   * not run (the caller then reads them one by one). With `start`, a worker
+   * not yet running is started and waited for first.
+   */
+  readonly readMany: (
+    paths: ReadonlyArray<string>,
+    options?: { readonly start?: boolean | undefined }
+  ) => Effect.Effect<Option.Option<ReadonlyArray<Read>>>
+  /** The worker if it runs now: starts nothing, counts no use. */
+  readonly running: Effect.Effect<Running | undefined>
+  /** The worker, started now if it was not, and waited for; `undefined` when it cannot run. */
   readonly ready: Effect.Effect<Running | undefined>
 }
 
@@ -102,7 +102,7 @@ const readsOf = (paths: ReadonlyArray<string>, reply: Reply): ReadonlyArray<Read
     out.push(
       failure?.code === "ENOENT"
         ? Result.succeed(Option.none())
-        : Result.fail(errorOf(paths[i]!, { code: failure?.code, syscall: failure?.syscall, message: failure?.message ?? "unknown failure" }))
+        : Result.fail(ReadFile.errorOf(paths[i]!, { code: failure?.code, syscall: failure?.syscall, message: failure?.message ?? "unknown failure" }))
     )
   }
   return out
@@ -116,15 +116,16 @@ type State =
   | { readonly _tag: "Unavailable" }
 
 /**
- * The worker of a store whose temp files use `tempInfix` (`AtomicFile.tempInfix`);
- * started after {@link startAfter} uses (or `options.startAfter`), terminated with the scope.
+ * The file I/O of a store: its worker is started after {@link startAfter}
+ * uses (or `options.startAfter`), and terminated with the scope.
  */
 export const make = (
-  tempInfix: string,
   options?: { readonly startAfter?: number | undefined }
-): Effect.Effect<FileWorker, never, Scope.Scope> =>
+): Effect.Effect<FileWorker, never, Scope.Scope | FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function*() {
     const scope = yield* Scope.Scope
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
     const threshold = options?.startAfter ?? startAfter
     let state: State = { _tag: "Idle", uses: 0 }
     let worker: Worker | undefined
@@ -196,18 +197,18 @@ export const make = (
       w.on("exit", (code) => died(`exit code ${code}`))
       w.unref()
 
-      const call = <A>(path: string, request: Record<string, unknown>, answer: (reply: Reply) => A) =>
+      const call = <A>(file: string, request: Record<string, unknown>, answer: (reply: Reply) => A) =>
         Effect.callback<A, PlatformError.PlatformError>((resume) => {
           if (stopped !== undefined) {
             const op = request["op"] === "replace" ? "writeFile" : "readFile"
-            return resume(Effect.fail(errorOf(path, { code: undefined, syscall: undefined, message: stopped }, op)))
+            return resume(Effect.fail(ReadFile.errorOf(file, { code: undefined, syscall: undefined, message: stopped }, op)))
           }
           const id = next++
           pending.set(id, (reply) =>
             resume(
               reply.error === undefined
                 ? Effect.succeed(answer(reply))
-                : Effect.fail(errorOf(path, reply.error, request["op"] === "replace" ? "writeFile" : "readFile"))
+                : Effect.fail(ReadFile.errorOf(file, reply.error, request["op"] === "replace" ? "writeFile" : "readFile"))
             ))
           if (pending.size === 1) w.ref()
           try {
@@ -222,12 +223,12 @@ export const make = (
         })
 
       return {
-        read: (path) =>
-          call(path, { op: "read", path }, (reply) =>
+        read: (file) =>
+          call(file, { op: "read", path: file }, (reply) =>
             reply.missing === true || reply.data === undefined ? Option.none() : Option.some(new Uint8Array(reply.data))),
         readMany: (paths) => call(paths[0] ?? "", { op: "readMany", paths }, (reply) => readsOf(paths, reply)),
         replace: (request) =>
-          call(request.target, { op: "replace", tempInfix, ...request }, (reply): Replaced =>
+          call(request.target, { op: "replace", tempInfix: AtomicFile.tempInfix, ...request }, (reply): AtomicFile.Replaced =>
             reply.skipped === true ? { _tag: "Skipped" } : { _tag: "Written", version: reply.version ?? "" })
       }
     }
@@ -258,5 +259,22 @@ export const make = (
       return Effect.andThen(Deferred.await(online), current)
     })
 
-    return { use, ready } satisfies FileWorker
+    // Off the worker: the same operations on the event loop.
+    const services = <A, E>(e: Effect.Effect<A, E, FileSystem.FileSystem | Path.Path>) =>
+      e.pipe(Effect.provideService(FileSystem.FileSystem, fs), Effect.provideService(Path.Path, path))
+    const readHere = (file: string) =>
+      ReadFile.readFile(file).pipe(
+        Effect.map(Option.some),
+        Effect.catchTag("PlatformError", (e) => AtomicFile.isNotFound(e) ? Effect.succeedNone : Effect.fail(e))
+      )
+
+    return {
+      read: (file) => Effect.flatMap(use, (w) => w === undefined ? readHere(file) : w.read(file)),
+      replace: (request) => Effect.flatMap(use, (w) => w === undefined ? services(AtomicFile.replace(request)) : w.replace(request)),
+      readMany: (paths, readOptions) =>
+        Effect.flatMap(readOptions?.start === true ? ready : use, (w) =>
+          w === undefined ? Effect.succeedNone : Effect.option(w.readMany(paths))),
+      running: current,
+      ready
+    } satisfies FileWorker
   })

@@ -130,7 +130,10 @@ export interface MetadataIndex {
    * only when their record cannot be (the file store): a refresh then costs
    * one `stat` instead of a replace, which ext4 flushes like a small fsync.
    */
-  readonly putUnlessCurrent: (entry: IndexEntry, worker?: FileWorker.Running | undefined) => Effect.Effect<void, PlatformError>
+  readonly putUnlessCurrent: (
+    entry: IndexEntry,
+    files?: Pick<FileWorker.FileWorker, "replace"> | undefined
+  ) => Effect.Effect<void, PlatformError>
   readonly remove: (id: string) => Effect.Effect<void, PlatformError>
   readonly list: Effect.Effect<Listing, PlatformError>
   /** The file keys that have an index file (the directory's names only; nothing is read). */
@@ -225,30 +228,22 @@ export const make = Effect.fnUntraced(function*(storageDirectory: string, fileMo
 
   // The entries this process wrote through putUnlessCurrent: file key -> the version written and what it says.
   const known = new Map<string, { readonly version: string; readonly identity: string }>()
-  const putUnlessCurrent = (entry: IndexEntry, worker?: FileWorker.Running | undefined) =>
+  const putUnlessCurrent = (entry: IndexEntry, files?: Pick<FileWorker.FileWorker, "replace"> | undefined) =>
     Effect.gen(function*() {
       const fileKey = fileKeyOf(entry.id)
-      const target = fileOfKey(fileKey)
       const identity = identityOf(entry)
       const last = known.get(fileKey)
-      const current = last !== undefined && last.identity === identity ? last.version : undefined
-      let version: string
-      if (worker !== undefined) {
-        // One message: the worker checks the version and writes only when it changed.
-        const data = utf8.encode(yield* Effect.orDie(encodeEntry(entry)))
-        const replaced = yield* worker.replace({ target, data, mode: fileMode, durable: false, unlessVersion: current })
-        if (replaced._tag === "Skipped") return
-        version = replaced.version
-      } else {
-        if (current !== undefined) {
-          const info = yield* Effect.option(fs.stat(target))
-          if (Option.isSome(info) && AtomicFile.versionOf(info.value) === current) return
-        }
-        const data = utf8.encode(yield* Effect.orDie(encodeEntry(entry)))
-        version = yield* AtomicFile.writeVersioned(target, data, fileMode, { durable: false })
+      const request: AtomicFile.Replace = {
+        target: fileOfKey(fileKey),
+        data: utf8.encode(yield* Effect.orDie(encodeEntry(entry))),
+        mode: fileMode,
+        durable: false,
+        unlessVersion: last !== undefined && last.identity === identity ? last.version : undefined
       }
+      const replaced = yield* (files === undefined ? AtomicFile.replace(request) : files.replace(request))
+      if (replaced._tag === "Skipped") return
       known.delete(fileKey)
-      known.set(fileKey, { version, identity })
+      known.set(fileKey, { version: replaced.version, identity })
       if (known.size > knownVersions) {
         const [oldest] = known.keys()
         if (oldest !== undefined) known.delete(oldest)
