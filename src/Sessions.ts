@@ -219,11 +219,11 @@ const build = Effect.gen(function*() {
     e.failure._tag === "Reauth"
       ? new ReauthRequired({ provider, sessionId: Option.some(e.failure.sessionId), detail: e.failure.detail })
       : failWith(operation, provider)(e.failure)
+  const unknownProvider = (operation: SessionsError["operation"], provider: string) =>
+    failWith(operation, provider)({ _tag: "UnknownProvider", provider, known: [...config.providers.keys()] })
   const settingsOf = (operation: SessionsError["operation"], provider: string) => {
     const settings = config.providers.get(provider)
-    return settings === undefined
-      ? Effect.fail(failWith(operation, provider)({ _tag: "UnknownProvider", provider, known: [...config.providers.keys()] }))
-      : Effect.succeed(settings)
+    return settings === undefined ? Effect.fail(unknownProvider(operation, provider)) : Effect.succeed(settings)
   }
 
   const obtain = (settings: SessionConfig.ProviderSettings, request: TokenRequest | undefined, key: string, needMs: number) =>
@@ -259,25 +259,24 @@ const build = Effect.gen(function*() {
       return entry.token
     })
 
-  // Untraced on purpose: a thousand callers joining one refresh in flight would each open a
-  // span (7-25 ms per thousand in the herd benchmark); only the caller that starts it does.
-  const slowGet = Effect.fnUntraced(function*(
-    provider: string,
-    request: TokenRequest | undefined,
-    key: string,
-    needMs: number
-  ) {
-    const settings = request?.settings ?? (yield* settingsOf("getAccessToken", provider))
-    // Callers asking the same thing share one selection and one refresh.
-    const { value } = yield* requests.run(
-      `${key}\u0001${needMs}`,
-      annotate(provider).pipe(
-        Effect.andThen(obtain(settings, request, key, needMs)),
-        Effect.withSpan("Sessions.getAccessToken")
-      )
+  /** A flight's value: the token. */
+  const valueOf = (flown: SingleFlight.Flown<Redacted.Redacted<string>>) => flown.value
+
+  // Callers asking the same thing share one selection and one refresh. Only the caller that starts
+  // the flight opens a span; a joiner (a thousand callers on one expired token) costs a map lookup,
+  // one Deferred wait and one map: no generator, no span, no call-site stack.
+  const slowGet = (provider: string, request: TokenRequest | undefined, key: string, needMs: number) => {
+    const settings = request?.settings ?? config.providers.get(provider)
+    if (settings === undefined) return Effect.fail(unknownProvider("getAccessToken", provider))
+    return Effect.map(
+      requests.run(`${key}\u0001${needMs}`, () =>
+        annotate(provider).pipe(
+          Effect.andThen(obtain(settings, request, key, needMs)),
+          Effect.withSpan("Sessions.getAccessToken")
+        )),
+      valueOf
     )
-    return value
-  })
+  }
 
   // Parsing "5 minutes" costs microseconds: remember the few spellings an application uses.
   const parsedTtls = new Map<string, number>()

@@ -70,8 +70,15 @@ describe("Sessions.getAccessToken", () => {
       })
     ))
 
-  it.effect("1000 concurrent callers on an expired token cause one refresh, and all get its token", () =>
-    run(({ fake }) =>
+  it.effect("1000 concurrent callers on an expired token cause one refresh and one span, and all get its token", () => {
+    const spans: Array<string> = []
+    const tracer = Tracer.make({
+      span(options) {
+        spans.push(options.name)
+        return new Tracer.NativeSpan(options)
+      }
+    })
+    return run(({ fake }) =>
       Effect.gen(function*() {
         yield* seed({ expiresIn: -10 })
         const gate = yield* Deferred.make<void>()
@@ -87,8 +94,11 @@ describe("Sessions.getAccessToken", () => {
         const tokens = yield* Fiber.join(callers)
         assert.strictEqual(fake.refreshes, 1)
         assert.deepStrictEqual(new Set(tokens.map(tokenOf)), new Set(["at-1"]))
+        // A trace shows the refresh once, not once per caller.
+        assert.deepStrictEqual(spans.filter((n) => n.startsWith("Sessions.")), ["Sessions.getAccessToken", "Sessions.refreshGrant", "Sessions.persist"])
       })
-    ))
+    ).pipe(Effect.provideService(Tracer.Tracer, tracer))
+  })
 
   it.effect("a rotation that cannot be stored is not handed out: PersistFailed, previous record intact", () =>
     run(({ counts, fake }) =>

@@ -315,13 +315,13 @@ export const make = (deps: Deps) => {
    * flies once more, and takes what that gives.
    */
   const refresh = (request: Request): Effect.Effect<Done, RefreshFailed> =>
-    Effect.flatMap(flights.run(request.id, run(request)), ({ joined, value }) =>
+    Effect.flatMap(flights.run(request.id, () => run(request)), ({ joined, value }) =>
       !joined
         ? Effect.succeed(value)
         : Effect.flatMap(Clock.currentTimeMillis, (nowMs) =>
           satisfies(request, value, nowMs)
             ? Effect.succeed(value)
-            : Effect.map(flights.run(request.id, run(request)), (again) => again.value)))
+            : Effect.map(flights.run(request.id, () => run(request)), (again) => again.value)))
 
   return { refresh }
 }
