@@ -19,10 +19,16 @@
  * Baseline: `process.execPath -e 0` with the same environment, spawned
  * alternately with ours, so that drift favours neither.
  *
+ * Floor of the stack (`coldstart-floor.ts`): a one-command effect/cli program
+ * that prints its argument, bundled and launched as the CLI is, spawned in the
+ * same rounds (warm cache). Its own row compares it with `node -e 0`; each
+ * warm row's note says how much of ours is above it.
+ *
  * Spawns are synchronous (`spawnSync`): the figure is the wall time from the
  * spawn to the child's exit, with nothing else running in this process.
  */
 import { spawnSync } from "node:child_process"
+import { buildSync } from "esbuild"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
@@ -68,6 +74,24 @@ const spawnMs = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv, cwd: strin
   return ms
 }
 
+/** Bundles the floor program into `dir` as the CLI is bundled; returns the launcher's path. */
+const buildFloor = (dir: string): string => {
+  buildSync({
+    entryPoints: [NodePath.join(import.meta.dirname, "coldstart-floor.ts")],
+    outfile: NodePath.join(dir, "floor.mjs"),
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node22",
+    minify: true,
+    banner: { js: "import { createRequire as __c } from 'node:module'; const require = __c(import.meta.url);" },
+    logLevel: "warning"
+  })
+  const launcher = NodePath.join(dir, "floor-launcher.mjs")
+  Fs.writeFileSync(launcher, `import module from "node:module"\nmodule.enableCompileCache?.()\nawait import("./floor.mjs")\n`)
+  return launcher
+}
+
 /** Runs the benchmark: its rows. */
 export const run = async (): Promise<ReadonlyArray<Row>> => {
   ensureBuilt()
@@ -104,11 +128,16 @@ export const run = async (): Promise<ReadonlyArray<Row>> => {
       { name: "status", args: [cli, "status"], expect: new RegExp(`${provider}\\s+${provider}\\s+active`) }
     ] as const
     const baselineArgs = ["-e", "0"]
+    const floorArgs = [buildFloor(home), "token", provider]
+    const floorOutput = new RegExp(`^at-${provider}\n$`)
+    const floorWarm: Array<number> = []
+    const floorBaseline: Array<number> = []
 
     progress("coldstart: measuring")
     // Warm-up, untimed: fills the shared cache and the page cache.
     for (const c of commands) spawnMs(c.args, warmEnv, home, c.expect)
     spawnMs(baselineArgs, warmEnv, home)
+    spawnMs(floorArgs, warmEnv, home, floorOutput)
 
     const rows: Array<Row> = []
     for (const c of commands) {
@@ -117,15 +146,20 @@ export const run = async (): Promise<ReadonlyArray<Row>> => {
       const first: Array<number> = []
       const firstBaseline: Array<number> = []
       const uncached: Array<number> = []
+      const floor: Array<number> = []
       for (let i = 0; i < warmSpawns; i++) {
         if (i % 2 === 0) {
           warm.push(spawnMs(c.args, warmEnv, home, c.expect))
           warmBaseline.push(spawnMs(baselineArgs, warmEnv, home))
+          floor.push(spawnMs(floorArgs, warmEnv, home, floorOutput))
         } else {
+          floor.push(spawnMs(floorArgs, warmEnv, home, floorOutput))
           warmBaseline.push(spawnMs(baselineArgs, warmEnv, home))
           warm.push(spawnMs(c.args, warmEnv, home, c.expect))
         }
       }
+      floorWarm.push(...floor)
+      floorBaseline.push(...warmBaseline)
       for (let i = 0; i < firstSpawns; i++) {
         const fresh = { ...base, NODE_COMPILE_CACHE: Fs.mkdtempSync(NodePath.join(home, "cc-")) }
         first.push(spawnMs(c.args, fresh, home, c.expect))
@@ -139,8 +173,10 @@ export const run = async (): Promise<ReadonlyArray<Row>> => {
           ours: { value: median(warm), unit: "ms" },
           baseline: { value: median(warmBaseline), unit: "ms" },
           baselineName,
-          note: `median of ${warmSpawns} spawns, alternating with the baseline; compile cache off: ${median(uncached).toFixed(0)} ms`,
-          extra: { oursMs: warm, baselineMs: warmBaseline, cacheDisabledMs: uncached }
+          note: `median of ${warmSpawns} spawns, alternating with the baseline; compile cache off: ${
+            median(uncached).toFixed(0)
+          } ms; effect/cli floor ${median(floor).toFixed(0)} ms, ours ${(median(warm) - median(floor)).toFixed(0)} ms above it`,
+          extra: { oursMs: warm, baselineMs: warmBaseline, cacheDisabledMs: uncached, floorMs: floor }
         },
         {
           name: `mtsession ${c.name}, first run (empty compile cache)`,
@@ -152,6 +188,14 @@ export const run = async (): Promise<ReadonlyArray<Row>> => {
         }
       )
     }
+    rows.push({
+      name: "effect/cli floor (one command), warm compile cache",
+      ours: { value: median(floorWarm), unit: "ms" },
+      baseline: { value: median(floorBaseline), unit: "ms" },
+      baselineName: "node -e 0 (same node, same environment)",
+      note: `bench/coldstart-floor.ts bundled as the CLI is: what Effect and effect/cli cost before a command does anything; median of ${floorWarm.length} spawns`,
+      extra: { oursMs: floorWarm, baselineMs: floorBaseline }
+    })
     return rows
   } finally {
     Fs.rmSync(home, { recursive: true, force: true })
