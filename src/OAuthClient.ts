@@ -21,7 +21,6 @@
 import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { HttpClient } from "effect/http"
 import * as oauth from "oauth4webapi"
-import * as AuthorizationCode from "./oauth/AuthorizationCode.js"
 import * as Device from "./oauth/Device.js"
 import { call } from "./oauth/Fetch.js"
 import * as Metadata from "./oauth/Metadata.js"
@@ -175,12 +174,17 @@ export const make = Effect.gen(function*() {
     return Metadata.metadataOf(resolved, discovered)
   }, withOutcome)
 
+  // The browser flow (its loopback HTTP server: node:http alone is 3 ms of a start) is loaded when
+  // a login runs: `mtsession token` and every refresh never evaluate it.
+  const loadAuthorizationCode = () => import("./oauth/AuthorizationCode.js")
+
   const authorizationCode = Effect.fn("OAuthClient.authorizationCode")(function*(
     provider: ProviderSettings,
     options: AuthorizationCodeOptions
   ) {
     yield* annotate(provider.name, "authorization_code")
     const { resolved } = yield* metadata.resolve(provider, "authorizationCode", { discover: true })
+    const AuthorizationCode = yield* Effect.promise(loadAuthorizationCode)
     return yield* AuthorizationCode.run({ client: http, resolved, requestTimeout }, {
       clientId: provider.clientId,
       scopes: scopesOf(provider, options.scopes),
