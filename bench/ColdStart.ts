@@ -1,15 +1,16 @@
 /**
  * Benchmark: CLI cold start. How long a script waits for `mtsession token
  * <provider>` and for `mtsession status`, each a new process of the bundled
- * CLI (`process.execPath dist/mtsession.mjs ...`, as `bin` runs it).
+ * CLI (`process.execPath dist/mtsession.cjs ...`, as `bin` runs it).
  *
  * Setup, outside the timing: a temporary HOME with a configuration naming one
  * provider whose issuer is a loopback address nothing listens on, and a
  * session stored there with `mtsession import` (valid for an hour): `token`
  * then reads the store and prints, it never needs the server.
  *
- * The launcher turns on V8's compile cache (`module.enableCompileCache()`,
- * in `NODE_COMPILE_CACHE` when set). Two figures for each command:
+ * The launcher (scripts/launcher.cjs) runs the bundle with a V8 code cache
+ * written after a command ran (in `NODE_COMPILE_CACHE` when set). Two
+ * figures for each command:
  * - first run: every spawn with a new, empty cache directory (the first
  *   start after an install or an upgrade);
  * - warm: spawns sharing one cache directory that an untimed run filled.
@@ -20,7 +21,8 @@
  * alternately with ours, so that drift favours neither.
  *
  * Floor of the stack (`coldstart-floor.ts`): a one-command effect/cli program
- * that prints its argument, bundled and launched as the CLI is, spawned in the
+ * that prints its argument, bundled as the CLI is and run by its launcher
+ * (with the same code cache), spawned in the
  * same rounds (warm cache). Its own row compares it with `node -e 0`; each
  * warm row's note says how much of ours is above it.
  *
@@ -40,7 +42,7 @@ const warmSpawns = 15
 const firstSpawns = 7
 
 const repoRoot = NodePath.resolve(import.meta.dirname, "..")
-const cli = NodePath.join(repoRoot, "dist", "mtsession.mjs")
+const cli = NodePath.join(repoRoot, "dist", "mtsession.cjs")
 const provider = "local"
 
 const configYaml = `auth:
@@ -57,7 +59,7 @@ const configYaml = `auth:
 
 /** Builds the CLI when `dist/` has no bundle. */
 const ensureBuilt = () => {
-  if (Fs.existsSync(cli) && Fs.existsSync(NodePath.join(repoRoot, "dist", "cli.mjs"))) return
+  if (Fs.existsSync(cli) && Fs.existsSync(NodePath.join(repoRoot, "dist", "cli.cjs"))) return
   progress("coldstart: dist/ is missing, running npm run build")
   const built = spawnSync("npm", ["run", "build", "--silent"], { cwd: repoRoot, stdio: "inherit" })
   if (built.status !== 0) throw new Error("npm run build failed")
@@ -74,21 +76,21 @@ const spawnMs = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv, cwd: strin
   return ms
 }
 
-/** Bundles the floor program into `dir` as the CLI is bundled; returns the launcher's path. */
+/** Bundles the floor program into `dir/floor` as the CLI is bundled, beside mtsession's launcher; returns the launcher's path. */
 const buildFloor = (dir: string): string => {
+  const floorDir = NodePath.join(dir, "floor")
   buildSync({
     entryPoints: [NodePath.join(import.meta.dirname, "coldstart-floor.ts")],
-    outfile: NodePath.join(dir, "floor.mjs"),
+    outfile: NodePath.join(floorDir, "cli.cjs"),
     bundle: true,
     platform: "node",
-    format: "esm",
+    format: "cjs",
     target: "node22",
     minify: true,
-    banner: { js: "import { createRequire as __c } from 'node:module'; const require = __c(import.meta.url);" },
     logLevel: "warning"
   })
-  const launcher = NodePath.join(dir, "floor-launcher.mjs")
-  Fs.writeFileSync(launcher, `import module from "node:module"\nmodule.enableCompileCache?.()\nawait import("./floor.mjs")\n`)
+  const launcher = NodePath.join(floorDir, "mtsession.cjs")
+  Fs.copyFileSync(NodePath.join(repoRoot, "scripts", "launcher.cjs"), launcher)
   return launcher
 }
 
@@ -193,7 +195,7 @@ export const run = async (): Promise<ReadonlyArray<Row>> => {
       ours: { value: median(floorWarm), unit: "ms" },
       baseline: { value: median(floorBaseline), unit: "ms" },
       baselineName: "node -e 0 (same node, same environment)",
-      note: `bench/coldstart-floor.ts bundled as the CLI is: what Effect and effect/cli cost before a command does anything; median of ${floorWarm.length} spawns`,
+      note: `bench/coldstart-floor.ts bundled and launched as the CLI is: what Effect and effect/cli cost before a command does anything; median of ${floorWarm.length} spawns`,
       extra: { oursMs: floorWarm, baselineMs: floorBaseline }
     })
     return rows

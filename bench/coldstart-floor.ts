@@ -1,9 +1,9 @@
 /**
  * The floor of the cold-start benchmark: the smallest program on the CLI's
  * stack. One effect/cli command that prints its argument, run by the same
- * `NodeRuntime.runMain` and bundled the way `scripts/build.mjs` bundles
- * `mtsession` (esbuild, minified ESM, started by a launcher that turns on the
- * compile cache). What it costs over `node -e 0` is what Effect and effect/cli
+ * `NodeRuntime.runMain`, bundled the way `scripts/build.mjs` bundles
+ * `mtsession` (esbuild, minified CommonJS) and run by its launcher
+ * (`scripts/launcher.cjs`, with its code cache). What it costs over `node -e 0` is what Effect and effect/cli
  * cost any CLI before it does anything; what `mtsession` costs over it is ours.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"

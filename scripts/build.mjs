@@ -1,17 +1,14 @@
 // Bundles the CLI so a call from a shell script starts fast: no module
-// resolution across hundreds of files at every start. The `bin`
-// (dist/mtsession.mjs) is a few lines that turn on Node's compile cache and
-// then import the entry (dist/cli.mjs): compiling the bundle's source was
-// the largest part of a cold start, and the cache makes later starts skip it.
+// resolution across hundreds of files at every start.
 //
-// The bundle is split (ESM chunks in dist/chunks/): the entry holds the
-// command tree (flags, help) and each command's body is a chunk of its own,
-// imported when that command runs, so `mtsession token` never evaluates the
-// login flow, the status server, MCP or the backends it does not use. The
-// compile cache covers every chunk (`enableCompileCache` applies to every
-// module loaded after it).
+// One CommonJS bundle (dist/cli.cjs), run by the `bin` (dist/mtsession.cjs,
+// a copy of scripts/launcher.cjs) with a V8 code cache written after each
+// command ran: the launcher explains why. Modules reached only through
+// `import()` (each command's body, `handlers/`; the login flow, the status
+// server, MCP, the backends) are bundled as lazily initialised modules, so
+// `mtsession token` evaluates none of what it does not use.
 import { build } from "esbuild"
-import { chmodSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { chmodSync, copyFileSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"))
@@ -35,35 +32,6 @@ const lazySegmenter = {
       const lazy = `let graphemeSegmenterInstance;
 const graphemeSegmenter = { segment: (text) => (graphemeSegmenterInstance ??= new Intl.Segmenter(undefined, { granularity: "grapheme" })).segment(text) };`
       return { contents: source.replace(eager, lazy), loader: "js" }
-    })
-  }
-}
-
-/**
- * `import * as Http from "node:http"` in an ES module makes Node build the
- * module's ESM facade, which reads every export, and three of them
- * (`WebSocket`, `CloseEvent`, `MessageEvent`) are getters that load Node's
- * bundled undici: 20-40 ms at every start of a chunk that imports `node:http`
- * (the OAuth loopback redirect server is in the `token` path through
- * `OAuthClient`). ES imports of `node:http` get a module that takes the
- * CommonJS module instead and re-exports its plain values; a name it lacks
- * fails the build.
- */
-const httpWithoutFacade = {
-  name: "node-http-without-esm-facade",
-  setup(b) {
-    b.onResolve({ filter: /^(node:)?http$/ }, (args) =>
-      args.kind === "import-statement" || args.kind === "dynamic-import"
-        ? { path: "node:http", namespace: "node-http-cjs" }
-        : undefined)
-    b.onLoad({ filter: /.*/, namespace: "node-http-cjs" }, () => {
-      const names = Object.entries(Object.getOwnPropertyDescriptors(createRequire(import.meta.url)("node:http")))
-        .filter(([name, d]) => "value" in d && /^[A-Za-z_$][\w$]*$/.test(name) && name !== "default")
-        .map(([name]) => name)
-      return {
-        contents: `const http = require("node:http")\nexport default http\n${names.map((n) => `export const ${n} = http.${n}`).join("\n")}\n`,
-        loader: "js"
-      }
     })
   }
 }
@@ -96,18 +64,18 @@ const lazyBuiltins = {
   }
 }
 
-const started = Date.now()
 const result = await build({
-  entryPoints: { cli: "src/cli/main.ts" },
-  outdir: "dist",
-  chunkNames: "chunks/[name]-[hash]",
-  outExtension: { ".js": ".mjs" },
+  entryPoints: ["src/cli/main.ts"],
+  outfile: "dist/cli.cjs",
+  write: false,
   metafile: true,
   bundle: true,
-  splitting: true,
   platform: "node",
-  format: "esm",
+  format: "cjs",
   target: "node22",
+  // `import()` becomes `require()` (of an ES module too: Node >= 22.12 loads one without a flag):
+  // a script run by node:vm can only `import()` through an experimental loader that warns.
+  supported: { "dynamic-import": false },
   minify: true,
   sourcemap: "linked",
   legalComments: "none",
@@ -115,33 +83,34 @@ const result = await build({
   // So are Redis (fleet mode) and OpenTelemetry: imported only when configured, from node_modules.
   external: ["@napi-rs/keyring", "redis", "@redis/*", "@opentelemetry/*", "@effect/opentelemetry", "@effect/opentelemetry/*"],
   define: { __MTSESSION_VERSION__: JSON.stringify(pkg.version) },
-  // CommonJS dependencies bundled into a chunk call `require` for Node's built-ins.
-  banner: {
-    js: "import { createRequire as __mtsCreateRequire } from 'node:module'; const require = __mtsCreateRequire(import.meta.url);"
-  },
-  plugins: [lazySegmenter, httpWithoutFacade, lazyBuiltins],
+  plugins: [lazySegmenter, lazyBuiltins],
   logLevel: "warning"
 })
-// `BUILD_METAFILE=<file> npm run build` keeps esbuild's account of which module went into which
-// chunk (for https://esbuild.github.io/analyze/ or a look at what a command loads).
+// `BUILD_METAFILE=<file> npm run build` keeps esbuild's account of which module went where
+// (for https://esbuild.github.io/analyze/ or a look at what a command loads).
 if (process.env["BUILD_METAFILE"]) writeFileSync(process.env["BUILD_METAFILE"], JSON.stringify(result.metafile))
-// Chunks of earlier builds go once this build's are written (a CLI started
-// meanwhile still finds the chunks its entry names); so do not those of a
-// build that ran at the same time and may have written the entry last.
-const written = new Set(Object.keys(result.metafile.outputs))
-for (const name of readdirSync("dist/chunks")) {
-  const file = `dist/chunks/${name}`
-  if (!written.has(file) && statSync(file).mtimeMs < started) rmSync(file, { force: true })
+
+// The launcher reads the bundle as latin1 (no UTF-8 decoding): it must be ASCII, which esbuild's
+// default charset makes it (it escapes the rest).
+const bundleBytes = result.outputFiles.find((o) => o.path.endsWith(".cjs")).contents
+if (bundleBytes.some((byte) => byte > 0x7f)) throw new Error("dist/cli.cjs is not ASCII: the launcher reads it as latin1")
+if (/\bimport\(/.test(Buffer.from(bundleBytes).toString("latin1"))) throw new Error("dist/cli.cjs calls import(), which the launcher's node:vm script cannot")
+
+/** Writes `file` whole or not at all: a CLI starting meanwhile reads the old file or the new one. */
+const replace = (file, write) => {
+  const temp = `${file}.${process.pid}.tmp`
+  write(temp)
+  renameSync(temp, file)
 }
-for (const stale of ["dist/mtsession.mjs.map", "dist/cli.js", "dist/cli.js.map"]) rmSync(stale, { force: true })
-writeFileSync(
-  "dist/mtsession.mjs",
-  `#!/usr/bin/env node
-// mtsession launcher: V8's compile cache (in the OS temp directory, or
-// NODE_COMPILE_CACHE) spares every later start the compilation of the bundle.
-import module from "node:module"
-module.enableCompileCache?.()
-await import("./cli.mjs")
-`
-)
-chmodSync("dist/mtsession.mjs", 0o755)
+// The source map first, then the bundle that names it, then the launcher.
+for (const output of [...result.outputFiles].sort((a, b) => Number(b.path.endsWith(".map")) - Number(a.path.endsWith(".map")))) {
+  replace(output.path, (temp) => writeFileSync(temp, output.contents))
+}
+replace("dist/mtsession.cjs", (temp) => {
+  copyFileSync("scripts/launcher.cjs", temp)
+  chmodSync(temp, 0o755)
+})
+// What earlier builds wrote and this one does not: the ESM entry, its chunks and launcher.
+for (const stale of ["dist/chunks", "dist/cli.mjs", "dist/cli.mjs.map", "dist/mtsession.mjs"]) {
+  rmSync(stale, { recursive: true, force: true })
+}

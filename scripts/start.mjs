@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process"
 import { homedir } from "node:os"
 import { fileURLToPath } from "node:url"
 
-const cli = fileURLToPath(new URL("../dist/mtsession.mjs", import.meta.url))
+const cli = fileURLToPath(new URL("../dist/mtsession.cjs", import.meta.url))
 for (const args of [["doctor"], ["list"]]) {
   const r = spawnSync(process.execPath, [cli, ...args], { cwd: homedir(), stdio: "inherit" })
   if (r.status !== 0) process.exit(r.status ?? 1)

@@ -1,9 +1,10 @@
 /**
  * A command's body, loaded when the command runs. The command tree (names,
- * flags, help: `commands/`) is in the CLI's entry chunk; each body
- * (`handlers/`), with the services it builds, is bundled as a chunk of its
- * own, so `mtsession token` evaluates neither the login flow, nor the status
- * server, nor MCP discovery, and `--help` evaluates no body at all.
+ * flags, help: `commands/`) is evaluated at start; each body (`handlers/`),
+ * with the services it builds, is bundled as a module initialised on its
+ * first import, so `mtsession token` evaluates neither the login flow, nor
+ * the status server, nor MCP discovery, and `--help` evaluates no body at all
+ * (test/cli/ModuleGraph.test.ts).
  */
 import { Effect } from "effect"
 

@@ -124,12 +124,14 @@ describe("secrets", () => {
         assert.strictEqual(r.code, 0, r.stderr)
         tokens.push(r.stdout.trim())
       }
-      // Node's compile cache (code, no data) is the only thing the CLI may keep in TMPDIR.
-      assert.deepStrictEqual(Fs.readdirSync(tmp).filter((n) => n !== "node-compile-cache"), [], `${args.join(" ")} left something in TMPDIR`)
+      assert.deepStrictEqual(Fs.readdirSync(tmp), [], `${args.join(" ")} left something in TMPDIR`)
     }
     const needles = [...tokens, key.toString("base64"), key, clientSecret]
     assert.deepStrictEqual(filesContaining(tmp, needles), [], "no secret in TMPDIR")
     assert.deepStrictEqual(filesContaining(NodePath.join(home, ".magictunnel"), needles), [], "no secret in clear on disk")
+    // The launcher's code cache (bytecode, in ~/.cache) was written by these runs and holds none either.
+    assert.isNotEmpty(Fs.readdirSync(NodePath.join(home, ".cache", "magictunnel-session", "code-cache")))
+    assert.deepStrictEqual(filesContaining(NodePath.join(home, ".cache"), needles), [], "no secret in the code cache")
     assert.deepStrictEqual(walk(NodePath.join(home, ".magictunnel")).filter((e) => e.path.includes(".tmp-")), [], "no temp file left")
     const out = await runCli(["logout", "local", "--json"], { env })
     assert.strictEqual(out.code, 0, out.stderr)

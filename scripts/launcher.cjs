@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+// mtsession launcher: the package's `bin` (copied to dist/mtsession.cjs by
+// scripts/build.mjs). It runs the bundle (dist/cli.cjs) with a V8 code cache
+// that is written after a command has run, so it holds the bytecode of every
+// function that command used.
+//
+// Why not Node's compile cache: it is written when a module is compiled,
+// before it runs, so it holds the top-level code only; every function a
+// command calls was then parsed and compiled again at every start (about 60
+// ms of `mtsession token`'s 125). With this cache, a start compiles nothing
+// the same command compiled before.
+//
+// The cache is one file per command (`token`, `status`...) and per bundle
+// file, named after the bundle's path, size, modification time and inode, so
+// another build (even one of the same length, which V8's own check would not
+// notice) never runs with bytecode made for other source, and installs side
+// by side keep a cache each; writing one removes that install's older ones. It lives in a
+// directory only this user can write (checked before every read: executable
+// bytecode from someone else's file would be their code), written by an
+// atomic rename, and holds no runtime data: never a token. Any problem with
+// it (missing, rejected by V8, unreadable, not private) means a start without
+// it; it never changes what a command does.
+//
+// Where: $NODE_COMPILE_CACHE/mtsession when set; else the user's cache
+// directory (~/.cache, $XDG_CACHE_HOME, ~/Library/Caches, %LOCALAPPDATA%).
+// NODE_DISABLE_COMPILE_CACHE=1 turns it off, as it does Node's.
+"use strict"
+const Fs = require("node:fs")
+const Path = require("node:path")
+const Vm = require("node:vm")
+const { createRequire, wrap } = require("node:module")
+
+const bundle = Path.join(__dirname, "cli.cjs")
+
+/** The cache directory, or undefined when caching is off or there is no home to put it in. */
+const cacheDirectory = () => {
+  const env = process.env
+  if (env.NODE_DISABLE_COMPILE_CACHE) return undefined
+  if (env.NODE_COMPILE_CACHE) return Path.resolve(env.NODE_COMPILE_CACHE, "mtsession")
+  if (process.platform === "win32") {
+    return env.LOCALAPPDATA ? Path.join(env.LOCALAPPDATA, "magictunnel-session", "code-cache") : undefined
+  }
+  const home = require("node:os").homedir()
+  if (!home) return undefined
+  if (process.platform === "darwin") return Path.join(home, "Library", "Caches", "magictunnel-session", "code-cache")
+  const xdg = env.XDG_CACHE_HOME && Path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : Path.join(home, ".cache")
+  return Path.join(xdg, "magictunnel-session", "code-cache")
+}
+
+/** Whether `dir` is a real directory (not a link) that only this user can write. */
+const isPrivate = (dir) => {
+  try {
+    const st = Fs.lstatSync(dir)
+    if (!st.isDirectory()) return false
+    return process.platform === "win32" || (st.uid === process.getuid() && (st.mode & 0o022) === 0)
+  } catch {
+    return false
+  }
+}
+
+/** A short hash (FNV-1a) of the bundle's path: installs of mtsession side by side keep their own caches. */
+const pathTag = (path) => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < path.length; i++) h = Math.imul(h ^ path.charCodeAt(i), 0x01000193)
+  return (h >>> 0).toString(36)
+}
+
+/** The command's name (the first bare word), for the cache file's name. */
+const commandOf = (argv) => {
+  const word = argv.find((a) => !a.startsWith("-"))
+  return word !== undefined && /^[a-z][a-z-]{0,15}$/.test(word) ? word : "other"
+}
+
+const fd = Fs.openSync(bundle, "r")
+const identity = Fs.fstatSync(fd)
+// The build checks that the bundle is ASCII (esbuild escapes the rest): read as latin1, it is a
+// one-byte string without UTF-8 decoding (2 ms less).
+const source = Fs.readFileSync(fd, "latin1")
+Fs.closeSync(fd)
+
+const dir = cacheDirectory()
+const prefix = `${commandOf(process.argv.slice(2))}-${pathTag(bundle)}-`
+const name = `${prefix}${identity.size}-${Math.trunc(identity.mtimeMs)}-${identity.ino}-${process.version}-${process.arch}.v8`
+let cachedData
+if (dir !== undefined && isPrivate(dir)) {
+  try {
+    cachedData = Fs.readFileSync(Path.join(dir, name))
+  } catch {
+    // No cache yet for this command and this bundle.
+  }
+}
+
+// No `importModuleDynamically`: the build turns every `import()` into `require()`.
+const script = new Vm.Script(wrap(source), { filename: bundle, cachedData })
+
+/** Writes the cache of this command: a temporary file renamed over it; earlier bundles' caches of it go. */
+const save = () => {
+  const temp = Path.join(dir, `.${name}.${process.pid}.tmp`)
+  try {
+    Fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+    if (!isPrivate(dir)) return
+    Fs.writeFileSync(temp, script.createCachedData(), { mode: 0o600, flag: "wx" })
+    Fs.renameSync(temp, Path.join(dir, name))
+    for (const other of Fs.readdirSync(dir)) {
+      if (other !== name && other.startsWith(prefix) && other.endsWith(".v8")) Fs.rmSync(Path.join(dir, other), { force: true })
+    }
+  } catch {
+    try {
+      Fs.rmSync(temp, { force: true })
+    } catch {
+      // Nothing more to do: the next start goes without a cache and tries again.
+    }
+  }
+}
+
+// Written once a command has succeeded, when there was no cache or V8 turned it down: a failed
+// command's cache would lack the path the command takes when it works.
+if (dir !== undefined && (cachedData === undefined || script.cachedDataRejected)) {
+  process.once("exit", (code) => {
+    if (code === 0) save()
+  })
+}
+
+const module_ = { exports: {} }
+script.runInThisContext().call(module_.exports, module_.exports, createRequire(bundle), module_, bundle, __dirname)
