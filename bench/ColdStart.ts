@@ -171,17 +171,17 @@ export const run = async (): Promise<ReadonlyArray<Row>> => {
       const baselineName = "node -e 0 (same node, same environment)"
       rows.push(
         {
-          name: `mtsession ${c.name}, warm compile cache`,
+          name: `mtsession ${c.name}, warm code cache`,
           ours: { value: median(warm), unit: "ms" },
           baseline: { value: median(warmBaseline), unit: "ms" },
           baselineName,
-          note: `median of ${warmSpawns} spawns, alternating with the baseline; compile cache off: ${
+          note: `median of ${warmSpawns} spawns, alternating with the baseline; code cache off: ${
             median(uncached).toFixed(0)
           } ms; effect/cli floor ${median(floor).toFixed(0)} ms, ours ${(median(warm) - median(floor)).toFixed(0)} ms above it`,
           extra: { oursMs: warm, baselineMs: warmBaseline, cacheDisabledMs: uncached, floorMs: floor }
         },
         {
-          name: `mtsession ${c.name}, first run (empty compile cache)`,
+          name: `mtsession ${c.name}, first run (no code cache)`,
           ours: { value: median(first), unit: "ms" },
           baseline: { value: median(firstBaseline), unit: "ms" },
           baselineName,
@@ -191,7 +191,7 @@ export const run = async (): Promise<ReadonlyArray<Row>> => {
       )
     }
     rows.push({
-      name: "effect/cli floor (one command), warm compile cache",
+      name: "effect/cli floor (one command), warm code cache",
       ours: { value: median(floorWarm), unit: "ms" },
       baseline: { value: median(floorBaseline), unit: "ms" },
       baselineName: "node -e 0 (same node, same environment)",

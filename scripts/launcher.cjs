@@ -32,19 +32,32 @@ const { createRequire, wrap } = require("node:module")
 
 const bundle = Path.join(__dirname, "cli.cjs")
 
-/** The cache directory, or undefined when caching is off or there is no home to put it in. */
-const cacheDirectory = () => {
-  const env = process.env
-  if (env.NODE_DISABLE_COMPILE_CACHE) return undefined
-  if (env.NODE_COMPILE_CACHE) return Path.resolve(env.NODE_COMPILE_CACHE, "mtsession")
+/** The user's cache directory for mtsession, if the platform names one. */
+const userCacheDirectory = (env, Os) => {
   if (process.platform === "win32") {
     return env.LOCALAPPDATA ? Path.join(env.LOCALAPPDATA, "magictunnel-session", "code-cache") : undefined
   }
-  const home = require("node:os").homedir()
+  const home = Os.homedir()
   if (!home) return undefined
   if (process.platform === "darwin") return Path.join(home, "Library", "Caches", "magictunnel-session", "code-cache")
   const xdg = env.XDG_CACHE_HOME && Path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : Path.join(home, ".cache")
   return Path.join(xdg, "magictunnel-session", "code-cache")
+}
+
+/**
+ * Where the cache may be, in order of preference; none when caching is off. After the user's cache
+ * directory, one of this user's own in the system's temporary directory, for a home that cannot
+ * be written (a read-only container): a directory someone else made there is not private, so
+ * it is never used.
+ */
+const cacheDirectories = () => {
+  const env = process.env
+  if (env.NODE_DISABLE_COMPILE_CACHE) return []
+  if (env.NODE_COMPILE_CACHE) return [Path.resolve(env.NODE_COMPILE_CACHE, "mtsession")]
+  const Os = require("node:os")
+  const user = userCacheDirectory(env, Os)
+  const temp = Path.join(Os.tmpdir(), `magictunnel-session-code-cache-${process.getuid?.() ?? Os.userInfo().username}`)
+  return user === undefined ? [temp] : [user, temp]
 }
 
 /** Whether `dir` is a real directory (not a link) that only this user can write. */
@@ -78,46 +91,53 @@ const identity = Fs.fstatSync(fd)
 const source = Fs.readFileSync(fd, "latin1")
 Fs.closeSync(fd)
 
-const dir = cacheDirectory()
+const directories = cacheDirectories()
 const prefix = `${commandOf(process.argv.slice(2))}-${pathTag(bundle)}-`
 const name = `${prefix}${identity.size}-${Math.trunc(identity.mtimeMs)}-${identity.ino}-${process.version}-${process.arch}.v8`
 let cachedData
-if (dir !== undefined && isPrivate(dir)) {
+for (const dir of directories) {
+  if (!isPrivate(dir)) continue
   try {
     cachedData = Fs.readFileSync(Path.join(dir, name))
+    break
   } catch {
-    // No cache yet for this command and this bundle.
+    // No cache yet for this command and this bundle here.
   }
 }
 
 // No `importModuleDynamically`: the build turns every `import()` into `require()`.
 const script = new Vm.Script(wrap(source), { filename: bundle, cachedData })
 
-/** Writes the cache of this command: a temporary file renamed over it; earlier bundles' caches of it go. */
-const save = () => {
+/**
+ * Writes the cache of this command in `dir`: a temporary file renamed over it; earlier bundles'
+ * caches of it go. False when `dir` cannot be made or is not private.
+ */
+const saveIn = (dir) => {
   const temp = Path.join(dir, `.${name}.${process.pid}.tmp`)
   try {
     Fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
-    if (!isPrivate(dir)) return
+    if (!isPrivate(dir)) return false
     Fs.writeFileSync(temp, script.createCachedData(), { mode: 0o600, flag: "wx" })
     Fs.renameSync(temp, Path.join(dir, name))
     for (const other of Fs.readdirSync(dir)) {
       if (other !== name && other.startsWith(prefix) && other.endsWith(".v8")) Fs.rmSync(Path.join(dir, other), { force: true })
     }
+    return true
   } catch {
     try {
       Fs.rmSync(temp, { force: true })
     } catch {
       // Nothing more to do: the next start goes without a cache and tries again.
     }
+    return false
   }
 }
 
 // Written once a command has succeeded, when there was no cache or V8 turned it down: a failed
 // command's cache would lack the path the command takes when it works.
-if (dir !== undefined && (cachedData === undefined || script.cachedDataRejected)) {
+if (directories.length > 0 && (cachedData === undefined || script.cachedDataRejected)) {
   process.once("exit", (code) => {
-    if (code === 0) save()
+    if (code === 0) directories.some(saveIn)
   })
 }
 

@@ -91,6 +91,24 @@ describe("the code cache", () => {
     assert.deepStrictEqual(filesOf(dir).filter((f) => f.startsWith("token-")), [])
   })
 
+  it("a cache directory that cannot be made: this user's own in TMPDIR instead, used from then on", async () => {
+    const { home, env } = await setup()
+    const { NODE_COMPILE_CACHE: _, ...plain } = env
+    const blocked = Path.join(home, "not-a-directory")
+    Fs.writeFileSync(blocked, "")
+    const tmp = Path.join(home, "tmp")
+    Fs.mkdirSync(tmp)
+    const run = { env: { ...plain, XDG_CACHE_HOME: blocked, TMPDIR: tmp } }
+    const first = await runCli(["token", "demo"], run)
+    assert.strictEqual(first.stdout, "at-cache-SECRETVALUE\n", first.stderr)
+    const fallback = Path.join(tmp, `magictunnel-session-code-cache-${process.getuid!()}`)
+    const file = tokenFile(fallback)
+    assert.strictEqual(Fs.statSync(fallback).mode & 0o777, 0o700)
+    const before = Fs.statSync(file)
+    assert.strictEqual((await runCli(["token", "demo"], run)).stdout, first.stdout)
+    assert.strictEqual(Fs.statSync(file).mtimeMs, before.mtimeMs, "read, not written again")
+  })
+
   it("without NODE_COMPILE_CACHE it goes to the user's cache directory, XDG_CACHE_HOME when set", async () => {
     const { home, env } = await setup()
     const { NODE_COMPILE_CACHE: _, ...plain } = env
