@@ -8,7 +8,7 @@
 // server, MCP, the backends) are bundled as lazily initialised modules, so
 // `mtsession token` evaluates none of what it does not use.
 import { build } from "esbuild"
-import { chmodSync, copyFileSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"))
@@ -102,6 +102,8 @@ const replace = (file, write) => {
   write(temp)
   renameSync(temp, file)
 }
+// A fresh clone has no dist/ (esbuild, told not to write, does not make it).
+mkdirSync("dist", { recursive: true })
 // The source map first, then the bundle that names it, then the launcher.
 for (const output of [...result.outputFiles].sort((a, b) => Number(b.path.endsWith(".map")) - Number(a.path.endsWith(".map")))) {
   replace(output.path, (temp) => writeFileSync(temp, output.contents))
