@@ -385,7 +385,7 @@ const build = Effect.gen(function*() {
         yield* AuditLog.record({ event: "logout", provider, sessionId: r.id, outcome: "removed", backend: store.backend })
       }
       if (settings === undefined && results.length === 0) {
-        return yield* failWith("logout", provider)({ _tag: "UnknownProvider", provider, known: [...config.providers.keys()] })
+        return yield* unknownProvider("logout", provider)
       }
       return results
     })
