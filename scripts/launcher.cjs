@@ -92,8 +92,10 @@ const source = Fs.readFileSync(fd, "latin1")
 Fs.closeSync(fd)
 
 const directories = cacheDirectories()
-const prefix = `${commandOf(process.argv.slice(2))}-${pathTag(bundle)}-`
-const name = `${prefix}${identity.size}-${Math.trunc(identity.mtimeMs)}-${identity.ino}-${process.version}-${process.arch}.v8`
+// What a newer file of this command replaces: same install, same Node (two Node versions used in
+// turn keep a file each instead of evicting each other at every start).
+const prefix = `${commandOf(process.argv.slice(2))}-${pathTag(bundle)}-${process.version}-${process.arch}-`
+const name = `${prefix}${identity.size}-${Math.trunc(identity.mtimeMs)}-${identity.ino}.v8`
 let cachedData
 for (const dir of directories) {
   if (!isPrivate(dir)) continue
