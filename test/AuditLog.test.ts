@@ -5,6 +5,7 @@ import * as Fs from "node:fs"
 import * as NodePathModule from "node:path"
 import { Effect, Layer } from "effect"
 import * as AuditLog from "../src/AuditLog.js"
+import * as AuditFile from "../src/internal/AuditFile.js"
 import * as TokenStore from "../src/TokenStore.js"
 import { tempDir } from "./support/FileStoreFixtures.js"
 
@@ -13,7 +14,7 @@ const namespace = "alice@host:1000"
 
 const open = (path: string, options: { readonly maxBytes?: number; readonly maxFiles?: number } = {}) =>
   Effect.gen(function*() {
-    const write = yield* AuditLog.fileWriter({ path, maxBytes: options.maxBytes ?? 1024 * 1024, maxFiles: options.maxFiles ?? 3 })
+    const write = yield* AuditFile.writer({ path, maxBytes: options.maxBytes ?? 1024 * 1024, maxFiles: options.maxFiles ?? 3 })
     return yield* AuditLog.make({ namespace, write, path })
   })
 
@@ -108,14 +109,14 @@ describe("AuditLog", () => {
       const line = (i: number) => log.record({ event: "refresh", provider: "p", sessionId: "p", outcome: "refreshed", generation: i })
       for (let i = 0; i < 10; i++) yield* line(i)
       Fs.renameSync(path, `${path}.moved`)
-      for (let i = 10; i < 10 + AuditLog.reopenCheckEvery + 20; i++) yield* line(i)
+      for (let i = 10; i < 10 + AuditFile.reopenCheckEvery + 20; i++) yield* line(i)
       const moved = AuditLog.parse(Fs.readFileSync(`${path}.moved`, "utf8"))
       const current = AuditLog.parse(Fs.readFileSync(path, "utf8"))
       assert.strictEqual(moved.skipped + current.skipped, 0)
       const all = [...moved.entries, ...current.entries].map((e) => e.generation)
-      assert.deepStrictEqual(all, Array.from({ length: 10 + AuditLog.reopenCheckEvery + 20 }, (_, i) => i))
+      assert.deepStrictEqual(all, Array.from({ length: 10 + AuditFile.reopenCheckEvery + 20 }, (_, i) => i))
       // The writer noticed and went back to the path: the last lines are there.
-      assert.strictEqual(current.entries.at(-1)?.generation, 10 + AuditLog.reopenCheckEvery + 19)
+      assert.strictEqual(current.entries.at(-1)?.generation, 10 + AuditFile.reopenCheckEvery + 19)
       assert.strictEqual(Fs.statSync(path).mode & 0o777, 0o600)
     }).pipe(Effect.scoped, Effect.provide(platform)))
 
