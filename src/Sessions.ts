@@ -14,21 +14,26 @@
  * and the refresh token is kept.
  *
  * The contract is at the top of this module; the implementation follows it.
+ * Serving a token (cache, selection, single flight) is `internal/TokenAccess.ts`;
+ * the errors are `SessionsError.ts`, re-exported here.
  */
-import { Clock, Context, Data, Duration, Effect, Layer, Option } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option } from "effect"
 import type * as Redacted from "effect/Redacted"
 import * as AuditLog from "./AuditLog.js"
 import * as Refresher from "./internal/Refresher.js"
 import * as SessionCache from "./internal/SessionCache.js"
 import * as SessionLifecycle from "./internal/SessionLifecycle.js"
-import * as SessionMatch from "./internal/SessionMatch.js"
-import * as SingleFlight from "./internal/SingleFlight.js"
+import * as TokenAccess from "./internal/TokenAccess.js"
 import * as Metrics from "./Metrics.js"
 import * as OAuthClient from "./OAuthClient.js"
 import * as RefreshLock from "./RefreshLock.js"
 import * as SessionConfig from "./SessionConfig.js"
+import * as Errors from "./SessionsError.js"
+import type { ReauthRequired, SessionsError } from "./SessionsError.js"
 import * as TokenStore from "./TokenStore.js"
 import * as UserContext from "./UserContext.js"
+
+export { ReauthRequired, type Reason, SessionsError } from "./SessionsError.js"
 
 /** What a caller asks a token for. */
 export interface TokenRequest {
@@ -84,47 +89,6 @@ export type RefreshOutcome =
   | { readonly _tag: "NeedsReauth"; readonly reason: string }
   /** Transient failures outlasted the retry schedule; the refresh token is kept. */
   | { readonly _tag: "Failed"; readonly reason: string; readonly retryable: boolean }
-
-/** The user must log in again (or has never logged in) for what was asked. */
-export class ReauthRequired extends Data.TaggedError("ReauthRequired")<{
-  readonly provider: string
-  readonly sessionId: Option.Option<string>
-  readonly detail: string
-}> {
-  override get message(): string {
-    return `${this.provider}: ${this.detail}; run \`mtsession login ${this.provider}\``
-  }
-}
-
-/** Why a session operation failed for a reason other than re-authentication. */
-export type Reason =
-  | { readonly _tag: "UnknownProvider"; readonly provider: string; readonly known: ReadonlyArray<string> }
-  | { readonly _tag: "Store"; readonly error: TokenStore.TokenStoreError }
-  | { readonly _tag: "Lock"; readonly error: RefreshLock.RefreshLockError }
-  | { readonly _tag: "OAuth"; readonly error: OAuthClient.OAuthError }
-  /** The new tokens could not be persisted: the caller gets no token (fail closed). */
-  | { readonly _tag: "PersistFailed"; readonly error: TokenStore.TokenStoreError }
-
-/** A session operation failed; the message never contains a secret. */
-export class SessionsError extends Data.TaggedError("SessionsError")<{
-  readonly operation: "getAccessToken" | "login" | "logout" | "refresh" | "status"
-  readonly provider: string
-  readonly reason: Reason
-}> {
-  override get message(): string {
-    const r = this.reason
-    switch (r._tag) {
-      case "UnknownProvider":
-        return `unknown provider "${r.provider}": ${
-          r.known.length === 0 ? "no providers are configured (auth.oauth.providers)" : `configured: ${r.known.join(", ")}`
-        }`
-      case "PersistFailed":
-        return `${this.provider}: new tokens could not be stored, so none is handed out: ${r.error.message}`
-      default:
-        return `${this.provider} ${this.operation}: ${r.error.message}`
-    }
-  }
-}
 
 /** The operations embedders call. */
 export interface Shape {
@@ -183,10 +147,6 @@ const defaultMinTtlMs = Duration.toMillis(defaultMinTtl)
 /** The provider part of a session id (`provider` or `provider~hash`). */
 const providerOfId = (id: string) => id.split("~")[0] ?? id
 
-/** A secret-free name for why an operation failed (for the audit log). */
-const reasonTag = (reason: Reason): string =>
-  reason._tag === "UnknownProvider" ? "UnknownProvider" : `${reason._tag}: ${reason.error.reason._tag}`
-
 /** Builds the service and its cache invalidation; refreshes run in the scope. */
 const build = Effect.gen(function*() {
   const store = AuditLog.auditStore(Metrics.observeStore(yield* TokenStore.TokenStore))
@@ -194,13 +154,11 @@ const build = Effect.gen(function*() {
   const oauth = yield* OAuthClient.OAuthClient
   const config = yield* SessionConfig.SessionConfig
   const user = yield* UserContext.UserContext
-  // Read once here, not per call: `Effect.clockWith` was most of the cached path's cost. The
-  // clock is the one in force when the layer is built (a TestClock in tests that build it).
+  // The clock in force when the layer is built (a TestClock in tests that build it), read once.
   const clock = yield* Clock.Clock
   const scope = yield* Effect.scope
   const cache = SessionCache.make()
   const refresher = Refresher.make({ store, lock, oauth, config, namespace: user.namespace, cache, scope })
-  const requests = SingleFlight.make<Redacted.Redacted<string>, ReauthRequired | SessionsError>(scope)
   const thresholdMs = config.settings.tokenRefresh.refreshThresholdMinutes * 60_000
 
   const fingerprintOf = (id: string) => TokenStore.fingerprint(user.namespace, id)
@@ -210,98 +168,16 @@ const build = Effect.gen(function*() {
         ? { "session.provider": provider }
         : { "session.provider": provider, "session.fingerprint": fingerprintOf(id) }
     )
-  const failWith = (operation: SessionsError["operation"], provider: string) => (reason: Reason) =>
-    new SessionsError({ operation, provider, reason })
-  const storeFailure = (operation: SessionsError["operation"], provider: string) => (error: TokenStore.TokenStoreError) =>
-    failWith(operation, provider)({ _tag: "Store", error })
-  const publicError = (operation: SessionsError["operation"], provider: string) =>
-  (e: Refresher.RefreshFailed): ReauthRequired | SessionsError =>
-    e.failure._tag === "Reauth"
-      ? new ReauthRequired({ provider, sessionId: Option.some(e.failure.sessionId), detail: e.failure.detail })
-      : failWith(operation, provider)(e.failure)
-  const unknownProvider = (operation: SessionsError["operation"], provider: string) =>
-    failWith(operation, provider)({ _tag: "UnknownProvider", provider, known: [...config.providers.keys()] })
-  const settingsOf = (operation: SessionsError["operation"], provider: string) => {
+  const failWith = Errors.failure
+  const storeFailure = Errors.storeFailure
+  const unknownProvider = (operation: Errors.Operation, provider: string) =>
+    Errors.unknownProvider(operation, provider, [...config.providers.keys()])
+  const settingsOf = (operation: Errors.Operation, provider: string) => {
     const settings = config.providers.get(provider)
     return settings === undefined ? Effect.fail(unknownProvider(operation, provider)) : Effect.succeed(settings)
   }
 
-  const obtain = (settings: SessionConfig.ProviderSettings, request: TokenRequest | undefined, key: string, needMs: number) =>
-    Effect.gen(function*() {
-      const wanted = { provider: settings.name, resource: request?.resource, scopes: request?.scopes }
-      const record = yield* SessionMatch.select(store, wanted, SessionMatch.effectiveResource(settings, wanted.resource))
-        .pipe(
-          Effect.catchTags({
-            NoSession: (e) =>
-              Effect.fail(new ReauthRequired({ provider: settings.name, sessionId: e.sessionId, detail: e.detail })),
-            TokenStoreError: (e) => Effect.fail(storeFailure("getAccessToken", settings.name)(e))
-          })
-        )
-      yield* annotate(settings.name, record.id)
-      cache.alias(key, record.id, settings.name)
-      const now = yield* Clock.currentTimeMillis
-      const current = SessionCache.entryOf(record)
-      if (current !== undefined && current.expiresAtMs - now >= needMs) {
-        cache.update(record)
-        return current.token
-      }
-      const { record: refreshed } = yield* refresher.refresh({
-        id: record.id,
-        provider: settings.name,
-        needMs,
-        force: false,
-        seenGeneration: record.generation
-      }).pipe(Effect.mapError(publicError("getAccessToken", settings.name)))
-      const entry = SessionCache.entryOf(refreshed)
-      if (entry === undefined) {
-        return yield* new ReauthRequired({ provider: settings.name, sessionId: Option.some(record.id), detail: "no access token" })
-      }
-      return entry.token
-    })
-
-  /** A flight's value: the token. */
-  const valueOf = (flown: SingleFlight.Flown<Redacted.Redacted<string>>) => flown.value
-
-  // Callers asking the same thing share one selection and one refresh. Only the caller that starts
-  // the flight opens a span; a joiner (a thousand callers on one expired token) costs a map lookup,
-  // one Deferred wait and one map: no generator, no span, no call-site stack.
-  const slowGet = (provider: string, request: TokenRequest | undefined, key: string, needMs: number) => {
-    const settings = request?.settings ?? config.providers.get(provider)
-    if (settings === undefined) return Effect.fail(unknownProvider("getAccessToken", provider))
-    return Effect.map(
-      requests.run(`${key}\u0001${needMs}`, () =>
-        annotate(provider).pipe(
-          Effect.andThen(obtain(settings, request, key, needMs)),
-          Effect.withSpan("Sessions.getAccessToken")
-        )),
-      valueOf
-    )
-  }
-
-  // Parsing "5 minutes" costs microseconds: remember the few spellings an application uses.
-  const parsedTtls = new Map<string, number>()
-  const millisOf = (input: Duration.Input): number => {
-    if (typeof input === "number") return input
-    if (typeof input !== "string") return Duration.toMillis(Duration.fromInputUnsafe(input))
-    const known = parsedTtls.get(input)
-    if (known !== undefined) return known
-    const ms = Duration.toMillis(Duration.fromInputUnsafe(input))
-    if (parsedTtls.size < 64) parsedTtls.set(input, ms)
-    return ms
-  }
-
-  /**
-   * The hot path: a clock read and a map lookup; no store, no span, no new
-   * Effect (each cache entry carries its ready `Effect.succeed(token)`).
-   */
-  const getAccessToken = (provider: string, request?: TokenRequest) => {
-    const key = request === undefined ? provider : SessionMatch.requestKeyOf(provider, request.resource, request.scopes)
-    const needMs = request?.minTtl === undefined ? defaultMinTtlMs : millisOf(request.minTtl)
-    const entry = cache.lookup(key)
-    return entry !== undefined && entry.expiresAtMs - clock.currentTimeMillisUnsafe() >= needMs
-      ? entry.ready
-      : slowGet(provider, request, key, needMs)
-  }
+  const getAccessToken = TokenAccess.make({ store, config, cache, refresher, clock, scope, annotate, defaultMinTtlMs })
 
   const refresh = Effect.fn("Sessions.refresh")(function*(id: string, options?: { readonly force?: boolean | undefined }) {
     const provider = providerOfId(id)
@@ -369,7 +245,7 @@ const build = Effect.gen(function*() {
           })
         ),
         Effect.tapError((e) =>
-          AuditLog.record({ event: "login", provider, outcome: "failed", reason: reasonTag(e.reason), backend: store.backend })
+          AuditLog.record({ event: "login", provider, outcome: "failed", reason: Errors.reasonTag(e.reason), backend: store.backend })
         )
       )
     }),

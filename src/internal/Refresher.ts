@@ -20,7 +20,8 @@ import { describe } from "../oauth/OAuthError.js"
 import * as OAuthClient from "../OAuthClient.js"
 import * as RefreshLock from "../RefreshLock.js"
 import type { Loaded, Settings } from "../SessionConfig.js"
-import type { Reason, RefreshOutcome } from "../Sessions.js"
+import type { RefreshOutcome } from "../Sessions.js"
+import type { Reason } from "../SessionsError.js"
 import * as TokenStore from "../TokenStore.js"
 import * as SessionCache from "./SessionCache.js"
 import { needsReauthRecord, refreshedRecord, targetOf } from "./RefreshRecords.js"
@@ -325,3 +326,6 @@ export const make = (deps: Deps) => {
 
   return { refresh }
 }
+
+/** A refresher of one Sessions instance. */
+export type Refresher = ReturnType<typeof make>
