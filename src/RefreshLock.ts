@@ -40,7 +40,10 @@ import { fileKeyOf } from "./internal/MetadataIndex.js"
 import * as FileLock from "./internal/FileLock.js"
 import * as SqliteLock from "./internal/SqliteLock.js"
 import * as Metrics from "./Metrics.js"
+import { RefreshLockError } from "./RefreshLockError.js"
 import { UserContext } from "./UserContext.js"
+
+export { isRetryable, type Reason, RefreshLockError } from "./RefreshLockError.js"
 
 /** Who holds, or last held, a lock. */
 export interface Holder {
@@ -99,30 +102,6 @@ export interface Shape {
   ) => Effect.Effect<A, E | E2 | RefreshLockError, R | R2>
   /** Whether the lock is held and who held it last; takes no lock itself for longer than an instant. */
   readonly inspect: (key: string) => Effect.Effect<LockInfo, RefreshLockError>
-}
-
-/** Why a lock could not be taken. */
-export type Reason =
-  | { readonly _tag: "Timeout"; readonly waitedMs: number }
-  | { readonly _tag: "Unavailable"; readonly detail: string }
-
-/** Whether trying again may take the lock: a timeout may, a broken lock directory will not. */
-export const isRetryable = (reason: Reason): boolean => reason._tag === "Timeout"
-
-/** A lock that could not be taken. The key is a session id, not a secret. */
-export class RefreshLockError extends Data.TaggedError("RefreshLockError")<{
-  readonly key: string
-  readonly reason: Reason
-}> {
-  get retryable(): boolean {
-    return isRetryable(this.reason)
-  }
-  override get message(): string {
-    const r = this.reason
-    return r._tag === "Timeout"
-      ? `lock ${this.key}: still held by another process or fiber after waiting ${r.waitedMs} ms`
-      : `lock ${this.key}: unavailable: ${r.detail}`
-  }
 }
 
 /**
