@@ -78,10 +78,13 @@ const pathTag = (path) => {
   return (h >>> 0).toString(36)
 }
 
-/** The command's name (the first bare word), for the cache file's name. */
+/** The command's name (the first bare word that is not the value of `--config`), for the cache file's name. */
 const commandOf = (argv) => {
-  const word = argv.find((a) => !a.startsWith("-"))
-  return word !== undefined && /^[a-z][a-z-]{0,15}$/.test(word) ? word : "other"
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--config") i++
+    else if (!argv[i].startsWith("-")) return /^[a-z][a-z-]{0,15}$/.test(argv[i]) ? argv[i] : "other"
+  }
+  return "other"
 }
 
 const fd = Fs.openSync(bundle, "r")
