@@ -21,6 +21,7 @@ import { Clock, Context, Duration, Effect, Layer, Option } from "effect"
 import type * as Redacted from "effect/Redacted"
 import * as AuditLog from "./AuditLog.js"
 import * as Refresher from "./internal/Refresher.js"
+import * as RefreshRetry from "./internal/RefreshRetry.js"
 import * as SessionCache from "./internal/SessionCache.js"
 import * as SessionLifecycle from "./internal/SessionLifecycle.js"
 import * as TokenAccess from "./internal/TokenAccess.js"
@@ -136,11 +137,11 @@ export const defaultMinTtl: Duration.Duration = Duration.seconds(60)
 /** How long a browser sign-in waits for the redirect when the caller gives no timeout. */
 export const defaultLoginTimeout: Duration.Duration = Duration.minutes(5)
 
-/** Retries of a transiently failed refresh; see `internal/Refresher.ts`. */
-export const retrySchedule = Refresher.retrySchedule
+/** Retries of a transiently failed refresh; see `internal/RefreshRetry.ts`. */
+export const retrySchedule = RefreshRetry.retrySchedule
 
 /** Retries of storing a refreshed record before failing closed with `PersistFailed`. */
-export const persistRetrySchedule = Refresher.persistRetrySchedule
+export const persistRetrySchedule = RefreshRetry.persistRetrySchedule
 
 const defaultMinTtlMs = Duration.toMillis(defaultMinTtl)
 

@@ -7,66 +7,26 @@
  *
  * Outcomes are classified: `invalid_grant` / `invalid_client` write the
  * record as `needs_reauth` with its secrets dropped and are never retried;
- * transient failures are retried with {@link retrySchedule} (the lock is
+ * transient failures are retried with `RefreshRetry.retrySchedule` (the lock is
  * released between attempts, so another process may succeed meanwhile) and
  * keep the refresh token; the last failure is noted in `lastError`.
  *
  * @see https://www.rfc-editor.org/rfc/rfc9700#section-4.14 (refresh token rotation)
  */
-import { Clock, Data, DateTime, Duration, Effect, Option, Result, Schedule, type Scope } from "effect"
+import { Clock, Data, DateTime, Duration, Effect, Option, Result, type Scope } from "effect"
 import * as AuditLog from "../AuditLog.js"
 import * as Metrics from "../Metrics.js"
 import { describe } from "../oauth/OAuthError.js"
 import * as OAuthClient from "../OAuthClient.js"
 import * as RefreshLock from "../RefreshLock.js"
-import type { Loaded, Settings } from "../SessionConfig.js"
+import type { Loaded } from "../SessionConfig.js"
 import type { RefreshOutcome } from "../Sessions.js"
 import type { Reason } from "../SessionsError.js"
 import * as TokenStore from "../TokenStore.js"
+import * as RefreshRetry from "./RefreshRetry.js"
 import * as SessionCache from "./SessionCache.js"
 import { needsReauthRecord, refreshedRecord, targetOf } from "./RefreshRecords.js"
 import * as SingleFlight from "./SingleFlight.js"
-
-/**
- * Retries of a refresh that failed transiently: exponential from
- * `retry_delay_base_seconds`, jittered, at most `max_retry_attempts`
- * retries, never a delay ending past `max_retry_age_hours` after the first
- * failure, and never sooner than the server's `Retry-After`. Stops at once on
- * a failure that is not retryable.
- *
- * @see https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3 (Retry-After)
- */
-export const retrySchedule = (
-  settings: Pick<Settings["tokenRefresh"], "maxRetryAttempts" | "retryDelayBaseSeconds" | "maxRetryAgeHours">
-): Schedule.Schedule<Duration.Duration, OAuthClient.OAuthError> => {
-  const maxAgeMs = settings.maxRetryAgeHours * 3_600_000
-  return Schedule.exponential(Duration.millis(settings.retryDelayBaseSeconds * 1000)).pipe(
-    Schedule.setInputType<OAuthClient.OAuthError>(),
-    Schedule.jittered,
-    // The server's wait is a floor, applied after the jitter so it is never shortened.
-    Schedule.modifyDelay(({ duration, input }) =>
-      Effect.succeed(Option.match(OAuthClient.retryAfterOf(input.reason), {
-        onNone: () => duration,
-        onSome: (asked) => Duration.max(duration, asked)
-      }))
-    ),
-    Schedule.upTo({ times: settings.maxRetryAttempts }),
-    Schedule.while(({ duration, elapsed, input }) => input.retryable && elapsed + Duration.toMillis(duration) <= maxAgeMs)
-  )
-}
-
-/**
- * Retries of storing a refreshed record: the server has already rotated the
- * refresh token, so a passing store failure (I/O, a busy keyring) must not
- * lose the grant. A few quick tries, while the failure is retryable.
- */
-export const persistRetrySchedule: Schedule.Schedule<Duration.Duration, TokenStore.TokenStoreError> = Schedule
-  .exponential("20 millis")
-  .pipe(
-    Schedule.setInputType<TokenStore.TokenStoreError>(),
-    Schedule.upTo({ times: 3 }),
-    Schedule.while(({ input }) => input.retryable)
-  )
 
 /** Why a refresh produced no token: re-authentication, or one of the Sessions error reasons. */
 export type Failure =
@@ -116,7 +76,7 @@ const failed = (failure: Failure): Step => Result.fail(failure)
 export const make = (deps: Deps) => {
   const { cache, config, lock, oauth, store } = deps
   const settings = config.settings.tokenRefresh
-  const schedule = retrySchedule(settings)
+  const schedule = RefreshRetry.retrySchedule(settings)
   const timeout = Duration.millis(settings.refreshTimeoutSeconds * 1000)
   // Waiters queue behind at most one attempt (bounded by the timeout) and its store write.
   const waitTimeout = Duration.max(RefreshLock.defaultWaitTimeout, Duration.sum(timeout, Duration.seconds(10)))
@@ -183,7 +143,7 @@ export const make = (deps: Deps) => {
       }
       const next = refreshedRecord(record, response.success, now)
       // Persist before exposing: a rotated refresh token that is not stored must not be used.
-      const stored = yield* persist(next).pipe(Effect.retry(persistRetrySchedule), Effect.result)
+      const stored = yield* persist(next).pipe(Effect.retry(RefreshRetry.persistRetrySchedule), Effect.result)
       if (Result.isFailure(stored)) return failed({ _tag: "PersistFailed", error: stored.failure })
       cache.update(next)
       return done(next, {
