@@ -3,12 +3,8 @@
  * Credential Manager, Linux Secret Service), one secret per session, listed
  * through the metadata index because keyrings cannot enumerate reliably.
  *
- * Addressing. Service `magictunnel`, account `<namespace>/<sessionId>`: readable
- * in Keychain Access, seahorse or `secret-tool search service magictunnel`.
- * Windows caps a credential's user name at 513 characters, and a namespace with
- * a long principal can exceed that, so an account longer than
- * {@link maxReadableAccountBytes} is replaced by `sha256:<hex of it>`; the index
- * keeps the session id, so nothing needs the account to be reversible.
+ * Addressing (service `magictunnel`, account `<namespace>/<sessionId>`, hashed
+ * when too long) is `KeyringAccounts.ts`.
  *
  * The secret is the record's JSON. A record larger than the keyring takes
  * (Windows: 2560 bytes) goes to `<storageDirectory>/keyring-overflow/<file key>.sealed`,
@@ -39,7 +35,6 @@
  * `<account>.corrupt-<epoch ms>` and deleted, its entry marked corrupted, and
  * only that session fails with `Corrupted`.
  */
-import * as Crypto from "node:crypto"
 import { Clock, Duration, Effect, FileSystem, Layer, Option, Path, Schema, Semaphore } from "effect"
 import type { PlatformError } from "effect/PlatformError"
 import * as AtomicFile from "../internal/AtomicFile.js"
@@ -49,9 +44,10 @@ import * as Keyring from "../Keyring.js"
 import { SessionConfig } from "../SessionConfig.js"
 import * as TokenStore from "../TokenStore.js"
 import { UserContext } from "../UserContext.js"
+import { overflowKeyAccountOf, sessionAccountOf } from "./KeyringAccounts.js"
 
-/** Accounts up to this many UTF-8 bytes are used as they are; longer ones are hashed. */
-export const maxReadableAccountBytes = 255
+export { accountOf, maxReadableAccountBytes, overflowKeyAccountOf, sessionAccountOf } from "./KeyringAccounts.js"
+
 /** The directory, under the storage directory, of records too large for the keyring. */
 export const overflowDirectoryName = "keyring-overflow"
 /** What a quarantined secret's account or file gets appended: `.corrupt-<epoch ms>`. */
@@ -63,18 +59,6 @@ const RecordJson = Schema.fromJsonString(Schema.toCodecJson(TokenStore.SessionRe
 const decodeRecord = Schema.decodeUnknownEffect(RecordJson)
 const EntryJson = Schema.toCodecJson(MetadataIndex.IndexEntry)
 const utf8 = new TextEncoder()
-
-/** The keyring account of a name: itself when short enough, else a hash of it. */
-export const accountOf = (name: string): string =>
-  utf8.encode(name).length <= maxReadableAccountBytes
-    ? name
-    : `sha256:${Crypto.createHash("sha256").update(name).digest("hex")}`
-
-/** The account of one session of one namespace. */
-export const sessionAccountOf = (namespace: string, id: string): string => accountOf(`${namespace}/${id}`)
-
-/** The account of a namespace's overflow data key. */
-export const overflowKeyAccountOf = (namespace: string): string => accountOf(`overflow-key:${namespace}`)
 
 /** The provider part of a session id (`provider` or `provider~hash`). */
 const providerOf = (id: string) => id.split("~")[0] ?? id
