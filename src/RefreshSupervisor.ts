@@ -30,12 +30,14 @@
  * The supervisor is a scoped layer: building it starts the work, closing its
  * scope interrupts every timer, waiting and running refresh. The plan (when)
  * is `internal/RefreshPlan.ts`, the admission `internal/RefreshQueue.ts`, the
- * per-session timers `internal/RefreshSchedule.ts`.
+ * per-session timers `internal/RefreshSchedule.ts`, one refresh and what its
+ * outcome does to the schedule `internal/SupervisedRefresh.ts`.
  */
-import { Cause, Context, DateTime, Duration, Effect, Layer, Option, Ref, Schedule } from "effect"
+import { Context, DateTime, Duration, Effect, Layer, Option, Ref, Schedule } from "effect"
 import * as RefreshPlan from "./internal/RefreshPlan.js"
 import * as RefreshQueue from "./internal/RefreshQueue.js"
 import * as RefreshSchedule from "./internal/RefreshSchedule.js"
+import * as SupervisedRefresh from "./internal/SupervisedRefresh.js"
 import * as Metrics from "./Metrics.js"
 import * as RefreshClaims from "./RefreshClaims.js"
 import { SessionConfig } from "./SessionConfig.js"
@@ -135,7 +137,7 @@ export const make = Effect.fnUntraced(function*(options?: {
     yield* Effect.logDebug("background refresh is off (token_refresh.enabled / background_refresh_enabled)")
     return RefreshSupervisor.of({ status, sweep: Effect.void })
   }
-  const { arm, begin, entryOf, forget, idle, note, nowMillis, rearm, retain, track } = schedule
+  const { begin, entryOf, note, nowMillis, retain, track } = schedule
 
   /** Queues the refresh of a session; a full queue is noted and logged, and the timer asks again later. */
   const enter = (id: string): Effect.Effect<void, "QueueFull"> =>
@@ -158,96 +160,12 @@ export const make = Effect.fnUntraced(function*(options?: {
       )
     )
 
-  /** The session as stored now: metadata, or why it cannot be read. */
-  const look = (id: string) =>
-    store.get(id).pipe(
-      Effect.map((record) => ({ _tag: "Found" as const, meta: TokenStore.metadataOf(record, store.backend) })),
-      Effect.catch((error) =>
-        Effect.succeed(
-          error.reason._tag === "NotFound"
-            ? { _tag: "Gone" as const }
-            : { _tag: "Unreadable" as const, detail: error.message, corrupted: error.reason._tag === "Corrupted" }
-        )
-      )
-    )
-
-  const backoff = (id: string, lastError: string) =>
-    note(id, { lastOutcome: Option.some("Failed"), lastError: Option.some(lastError) }).pipe(
-      Effect.andThen(arm(id, RefreshPlan.failureBackoff(threshold)))
-    )
-
-  // A root span: the timer that started it was set by a sweep or an earlier refresh long finished.
-  const refreshOne = Effect.fn("RefreshSupervisor.refresh", { root: true })(function*(id: string) {
-    const before = yield* look(id)
-    if (before._tag === "Gone") return yield* forget(id)
-    if (before._tag === "Unreadable") {
-      yield* Effect.logWarning(`background refresh of ${id}: ${before.detail}`)
-      return yield* before.corrupted
-        ? note(id, { lastError: Option.some(before.detail) }).pipe(Effect.andThen(idle(id)))
-        : backoff(id, before.detail)
-    }
-    const meta = before.meta
-    yield* Effect.annotateCurrentSpan({
-      "session.provider": meta.provider,
-      "session.backend": meta.backend,
-      ...Option.match(user, {
-        onNone: () => ({}),
-        onSome: (u) => ({ "session.fingerprint": TokenStore.fingerprint(u.namespace, id) })
-      })
-    })
-    if (!RefreshPlan.refreshable(meta)) return yield* rearm(id, meta, false)
-    // Another process (or a caller of this one) refreshed since the timer was set: nothing to do yet.
-    const now = yield* nowMillis
-    if (RefreshPlan.expiryMillis(meta) - now > Duration.toMillis(threshold) + Duration.toMillis(RefreshPlan.jitterWindow(threshold))) {
-      return yield* rearm(id, meta, false)
-    }
-
-    const result = yield* sessions.refresh(id, { force: true }).pipe(
-      Effect.map((outcome) => ({ _tag: "Outcome" as const, outcome })),
-      Effect.catchCause((cause) =>
-        Cause.hasInterruptsOnly(cause)
-          ? Effect.failCause(cause)
-          : Effect.succeed({ _tag: "Error" as const, cause })
-      )
-    )
-    if (result._tag === "Error") {
-      const error = Cause.findErrorOption(result.cause)
-      if (Option.isSome(error) && error.value.reason._tag === "Store" && error.value.reason.error.reason._tag === "NotFound") {
-        return yield* forget(id)
-      }
-      const detail = Option.match(error, { onNone: () => "unexpected failure (see the error log)", onSome: (e) => e.message })
-      if (Option.isNone(error)) yield* Effect.logError(`background refresh of ${id} failed unexpectedly`, result.cause)
-      else yield* Effect.logWarning(`background refresh of ${id}: ${detail}`)
-      yield* Effect.annotateCurrentSpan("refresh.outcome", "Failed")
-      return yield* backoff(id, detail)
-    }
-
-    const outcome = result.outcome
-    yield* Effect.annotateCurrentSpan("refresh.outcome", outcome._tag)
-    switch (outcome._tag) {
-      case "NeedsReauth": {
-        yield* Effect.logWarning(
-          `session ${id} of ${meta.provider} needs re-authentication (${outcome.reason}); run \`mtsession login ${meta.provider}\``
-        )
-        yield* note(id, { lastOutcome: Option.some(outcome._tag), lastError: Option.some(outcome.reason) })
-        return yield* idle(id)
-      }
-      case "Failed": {
-        yield* Effect.logWarning(
-          `background refresh of ${id} failed (${outcome.reason}); trying again in ${Duration.format(RefreshPlan.failureBackoff(threshold))}`
-        )
-        return yield* backoff(id, outcome.reason)
-      }
-      default: {
-        const after = yield* look(id)
-        if (after._tag === "Gone") return yield* forget(id)
-        const refreshedAt = outcome._tag === "Fresh" ? Option.none() : Option.some(DateTime.makeUnsafe(yield* nowMillis))
-        yield* note(id, { lastOutcome: Option.some(outcome._tag), lastError: Option.none() })
-        if (after._tag === "Unreadable") return yield* backoff(id, after.detail)
-        yield* rearm(id, after.meta, true)
-        if (Option.isSome(refreshedAt)) yield* note(id, { lastRefreshAt: refreshedAt })
-      }
-    }
+  const refreshOne = SupervisedRefresh.make({
+    store,
+    sessions,
+    schedule,
+    threshold,
+    namespace: Option.map(user, (u) => u.namespace)
   })
 
   // With claims: the last listing, and the refreshable sessions this instance holds.

@@ -132,3 +132,6 @@ export const make = Effect.fnUntraced(function*(options: {
 
   return { entryOf, forget, arm, idle, note, begin, rearm, track, retain, snapshot, nowMillis }
 })
+
+/** A schedule, as `make` builds it. */
+export type RefreshSchedule = Effect.Success<ReturnType<typeof make>>
